@@ -103,7 +103,7 @@ class ChatTemplate:
     def from_gguf(cls, path: str | Path) -> ChatTemplate:
         """Read `tokenizer.chat_template` and the control-token strings from a GGUF."""
         from reference_model.tokenizer import TOKEN_TYPE_CONTROL
-        from reference_model.weights import open_gguf
+        from reference_model.gguf_file import open_gguf
 
         try:
             reader = open_gguf(path)

@@ -121,7 +121,7 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, path: str | Path) -> Tokenizer:
         """Build the tokenizer from a GGUF's tokenizer.ggml.* metadata."""
-        from reference_model.weights import open_gguf
+        from reference_model.gguf_file import open_gguf
 
         path = Path(path)
         try:

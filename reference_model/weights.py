@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from reference_model.errors import WeightsError
 
@@ -85,21 +84,6 @@ class Manifest:
         return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
 
 
-@dataclass(frozen=True)
-class GGUFInfo:
-    """Facts about a GGUF file, shown by `chatconform model info`."""
-
-    path: Path
-    size: int
-    sha256: str
-    verified: bool  # sha256 equals GGUF_SHA256
-    architecture: str
-    name: str
-    context_length: int
-    vocab_size: int
-    tensor_count: int
-
-
 def sha256_file(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks; `on_bytes(n)` is called after each chunk."""
     digest = hashlib.sha256()
@@ -111,7 +95,8 @@ def sha256_file(path: Path, *, on_bytes: Callable[[int], None] | None = None) ->
     return digest.hexdigest()
 
 
-def _read_manifest() -> Manifest | None:
+def read_manifest() -> Manifest | None:
+    """The cached GGUF's manifest, or None when absent or unreadable."""
     try:
         raw = json.loads(_manifest_path().read_text(encoding="utf-8"))
         if raw.get("version") != MANIFEST_VERSION:
@@ -183,7 +168,7 @@ def _fast_path_ok(path: Path) -> bool:
         st = path.stat()
     except OSError:
         return False
-    manifest = _read_manifest()
+    manifest = read_manifest()
     if manifest is None or manifest.sha256 != GGUF_SHA256 or not manifest.matches(st):
         return False
     return not _stray_temp_files(path.parent)
@@ -361,7 +346,7 @@ def ensure_gguf(progress: bool = False, *, verify: bool = False) -> Path:
             _remove(stray)
         verify = verify or bool(strays)
         if target.is_file():
-            manifest = _read_manifest()
+            manifest = read_manifest()
             st = target.stat()
             trusted = (not verify and manifest is not None and manifest.sha256 == GGUF_SHA256
                        and manifest.matches(st))
@@ -376,56 +361,3 @@ def ensure_gguf(progress: bool = False, *, verify: bool = False) -> Path:
         _remove(_manifest_path())
         _rebuild(target, bar, progress=progress)
     return target
-
-
-@functools.lru_cache(maxsize=4)
-def _open_reader(path: Path, size: int, mtime_ns: int) -> Any:
-    from gguf import GGUFReader  # heavy import, only when asked
-
-    return GGUFReader(path)
-
-
-def open_gguf(path: str | Path) -> Any:
-    """A `gguf.GGUFReader` for `path`, shared per process (parsing the metadata takes ~2 s).
-
-    Keyed by size and mtime so a replaced file is read again. Raises WeightsError on unreadable files.
-    """
-    path = Path(path).resolve()
-    try:
-        st = path.stat()
-        return _open_reader(path, st.st_size, st.st_mtime_ns)
-    except Exception as exc:  # the gguf package raises ValueError/struct errors on bad files
-        raise WeightsError(f"cannot read GGUF {path}: {exc}") from exc
-
-
-def gguf_info(path: Path | None = None, *, verify: bool = False) -> GGUFInfo:
-    """Describe a GGUF (default: the prepared cache); sha256 comes from the manifest unless stale or verify=True."""
-    path = Path(path) if path is not None else ensure_gguf()
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise WeightsError(f"gguf_info: cannot stat {path}: {exc}") from exc
-    manifest = _read_manifest() if path.resolve() == gguf_cache_path().resolve() else None
-    if not verify and manifest is not None and manifest.matches(st):
-        sha = manifest.sha256
-    else:
-        sha = sha256_file(path)
-    reader = open_gguf(path)
-    arch = str(reader.fields["general.architecture"].contents())
-
-    def scalar(key: str, default: int = 0) -> int:
-        field = reader.fields.get(key)
-        return int(field.contents()) if field is not None else default
-
-    name_field = reader.fields.get("general.name")
-    return GGUFInfo(
-        path=path,
-        size=st.st_size,
-        sha256=sha,
-        verified=sha == GGUF_SHA256,
-        architecture=arch,
-        name=str(name_field.contents()) if name_field is not None else MODEL_NAME,
-        context_length=scalar(f"{arch}.context_length"),
-        vocab_size=scalar(f"{arch}.vocab_size"),
-        tensor_count=len(reader.tensors),
-    )
