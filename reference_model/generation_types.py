@@ -1,0 +1,125 @@
+"""The generation interface's values: requests, events, tool calls, and the errors of bad requests.
+
+Re-exported by `reference_model.generation`, which is where callers import them from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference_model.constraints import CompiledGrammar
+from reference_model.errors import ContextLengthError, ReferenceModelError
+from reference_model.logprobs import TokenLogprob
+from reference_model.sampling import SamplingParams
+from reference_model.stopping import FinishReason
+
+RequestId = int
+
+
+class GenerationRequestError(ReferenceModelError, ValueError):
+    """A generation request is malformed; names the parameter, the rule and the value."""
+
+    def __init__(self, param: str, rule: str, value: object) -> None:
+        super().__init__(f"{param} must be {rule}, got {value!r}")
+        self.param = param
+
+
+class PromptTooLongError(ContextLengthError):
+    """The prompt, or the prompt plus max_tokens, does not fit in the engine's context."""
+
+    def __init__(self, message: str, *, param: str, prompt_tokens: int, limit: int) -> None:
+        super().__init__(message, prompt_tokens=prompt_tokens, limit=limit)
+        self.param = param
+
+
+class GenerationFailed(ReferenceModelError):
+    """Generation broke for some requests (engine or grammar failure, not bad input); they are dropped.
+
+    The events the other requests produced in the same step are returned by the next `step()`.
+    """
+
+    def __init__(self, message: str, request_ids: tuple[RequestId, ...]) -> None:
+        super().__init__(message)
+        self.request_ids = request_ids
+        self.param = None
+
+
+# --- the interface ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One choice to generate: templated prompt ids, sampling parameters and an optional grammar."""
+
+    prompt_ids: tuple[int, ...]  # already templated and tokenized (chat_template.encode)
+    params: SamplingParams
+    constraint: CompiledGrammar | None = None  # constraints.compile_constraint(...)
+
+    def __post_init__(self) -> None:
+        ids = self.prompt_ids
+        if isinstance(ids, str | bytes) or not hasattr(ids, "__iter__"):
+            raise GenerationRequestError("prompt_ids", "a sequence of token ids", ids)
+        ids = tuple(ids)
+        if not ids:
+            raise GenerationRequestError("prompt_ids", "a non-empty sequence of token ids", [])
+        for t in ids:
+            if not isinstance(t, int | np.integer) or isinstance(t, bool):
+                raise GenerationRequestError("prompt_ids", "a sequence of integer token ids", t)
+        object.__setattr__(self, "prompt_ids", tuple(int(t) for t in ids))
+        if not isinstance(self.params, SamplingParams):
+            raise GenerationRequestError("params", "a SamplingParams", self.params)
+        if self.constraint is not None and not isinstance(self.constraint, CompiledGrammar):
+            raise GenerationRequestError("constraint", "a CompiledGrammar or None", self.constraint)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token, in order, with the content it releases (may be "") and its logprob entry."""
+
+    token_id: int
+    text: str  # concatenation of all TokenEvent.text + Finished.text == final content
+    logprob: TokenLogprob | None  # when params.logprobs; its text equals `text`
+
+
+@dataclass(frozen=True)
+class ToolCallOut:
+    """A parsed tool call: deterministic id, function name, arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of every request."""
+
+    reason: FinishReason
+    text: str  # trailing content not carried by a token event ("" when none)
+    prompt_tokens: int
+    completion_tokens: int  # token events emitted; the end-of-turn token is not counted
+    tool_calls: tuple[ToolCallOut, ...]  # empty unless reason is tool_calls (content is then "")
+    seed: int  # the seed actually used
+    content: str = ""  # the whole final content (the concatenation described above), for convenience
+
+
+Event = TokenEvent | Finished
+
+
+def tool_call_id(seed: int, index: int) -> str:
+    """The id of the index-th call of a generation with this seed: 'call_' + 24 hex digits."""
+    return "call_" + hashlib.sha256(f"chatconform-call:{seed}:{index}".encode()).hexdigest()[:24]
+
+
+def collect(events: list[Event]) -> tuple[list[TokenEvent], Finished]:
+    """Split one request's events into its token events and its Finished (which must be last)."""
+    items = list(events)
+    if not items or not isinstance(items[-1], Finished):
+        raise ReferenceModelError(f"events must end with Finished, got {items[-1:]!r}")
+    tokens = [e for e in items[:-1] if isinstance(e, TokenEvent)]
+    if len(tokens) != len(items) - 1:
+        raise ReferenceModelError("Finished must be the only and last Finished event")
+    return tokens, items[-1]
