@@ -6,16 +6,18 @@ llguidance reads it: no look-around, no back-references; the whole output matche
 JSON uses fixed separators, `", "` and `": "`, and no other whitespace: it reads like Python's
 `json.dumps`, keeps a small model from wandering into whitespace, and keeps masks cheap.
 
-Tool calls are written in the Hermes style (the SmolLM2 family's), one or more blocks:
+Tool calls are written in the Hermes style (the SmolLM2 family's), one block per response:
 
     <tool_call>
     {"name": "get_weather", "arguments": {"city": "Paris"}}
     </tool_call>
 
-separated by one newline. `required` allows one or more calls of any listed tool, a named choice
-exactly one call of that tool, `auto` either such calls or text that does not begin with
-`<tool_call>` (free text, or the response format's grammar when one is given), `none` no call.
-`parse_tool_calls` turns finished output back into (name, arguments JSON text) pairs.
+`required` allows one call of any listed tool, a named choice one call of that tool, `auto`
+either such a call or text that does not begin with `<tool_call>` (free text, or the response
+format's grammar when one is given), `none` no call. One call per response, not several: a
+repeatable call rule lets a small model append copies of the same call until max_tokens, which
+then ends with `length` and no usable call. `parse_tool_calls` still reads several blocks
+(separated by one newline), so output from other sources parses.
 
 Everything that can be wrong with a schema, regex or tool is found by `compile_constraint`,
 before generation starts, and raised as a `ConstraintError` naming the parameter.
@@ -265,10 +267,7 @@ def compile_constraint(tokenizer: Tokenizer, response_format: ResponseFormat | N
         lines.append(f"args{n}: %json " + json.dumps(_with_json_options(dict(tool.parameters_schema))))
     lines.append("call: " + _lark_literal(TOOL_CALL_OPEN) + " ("
                  + " | ".join(f"call{n}" for n in range(len(checked))) + ") " + _lark_literal(TOOL_CALL_CLOSE))
-    if choice.mode is ToolChoiceMode.NAMED:
-        lines.append("calls: call")
-    else:
-        lines.append(f"calls: call ({_lark_literal(TOOL_CALL_SEPARATOR)} call)*")
+    lines.append("calls: call")
     if choice.mode is ToolChoiceMode.AUTO:
         if response_format is None:
             lines += ["text: FREE_TEXT", "FREE_TEXT: /(?s:.*)/ & ~/<tool_call>(?s:.*)/"]

@@ -191,6 +191,23 @@ def test_required_tool_calls_parse_to_known_tools(tokenizer: Tokenizer, closing:
     assert names == {"get_weather", "add"}
 
 
+@pytest.mark.parametrize("mode", [ToolChoiceMode.REQUIRED, ToolChoiceMode.AUTO])
+def test_one_call_per_response_then_only_end_of_turn(tokenizer: Tokenizer, mode: ToolChoiceMode) -> None:
+    """After one complete call the grammar ends: a second block (which a small model would repeat
+    until max_tokens) is not allowed, only end-of-turn."""
+    compiled = compile_constraint(tokenizer, tools=[WEATHER, ADD], tool_choice=ToolChoice(mode))
+    assert compiled is not None
+    constraint = Constraint(compiled, tokenizer)
+    call = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
+    for token in tokenizer.encode(call):
+        assert constraint.allowed_mask()[token], tokenizer.decode([token])
+        constraint.advance(token)
+    allowed = constraint.allowed_mask()
+    assert constraint.is_accepting()
+    assert np.flatnonzero(allowed).tolist() == [tokenizer.eos_id]
+    assert not allowed[tokenizer.encode("\n")[0]]
+
+
 def test_named_tool_choice_calls_exactly_that_tool(tokenizer: Tokenizer, closing: np.ndarray) -> None:
     compiled = compile_constraint(tokenizer, tools=[WEATHER, ADD],
                                   tool_choice=ToolChoice(ToolChoiceMode.NAMED, "add"))

@@ -1,0 +1,76 @@
+"""`chatconform serve` (and `python -m mock_server`): run the mock provider."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from mock_server.config import DEVICES, LOG_LEVELS, MODELS, WEIGHTS, ConfigError, load_config
+from mock_server.errors import ERROR_STYLES
+
+DESCRIPTION = ("Serve the Chat Completion API (/v1/chat/completions) with a real model. Every option can also "
+               "be set with an environment variable CHATCONFORM_<OPTION> (e.g. CHATCONFORM_API_KEY); a flag "
+               "wins over the variable.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The serve options; defaults are None so that the environment and the config defaults apply."""
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
+    parser.add_argument("--model", choices=MODELS,
+                        help="smollm2: the SmolLM2-135M-Instruct reference (default); tiny: random weights, instant")
+    parser.add_argument("--weights", choices=WEIGHTS, help="weight format of the graph (default int4)")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer <key>' (or CHATCONFORM_API_KEY)")
+    parser.add_argument("--device", choices=DEVICES, help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="logging level (default info)")
+    parser.add_argument("--error-style", choices=ERROR_STYLES,
+                        help="error envelope: hf {error, error_type} (default) or openai {error: {...}}")
+    parser.add_argument("--max-batch", type=int, help="sequences decoded together (default 8)")
+    parser.add_argument("--max-queue", type=int, help="requests waiting beyond the batch before 429 (default 32)")
+    parser.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB); more gets 413")
+    parser.add_argument("--load-delay", type=float,
+                        help="report the model as loading (503) for this many seconds after start")
+    parser.add_argument("--cache-size", type=int, help="responses kept for x-use-cache (default 256; 0: off)")
+    parser.add_argument("--allow-remote-images", action="store_true", default=None,
+                        help="fetch http(s) image URLs (default: data: URLs only)")
+    parser.add_argument("--allow-faults", action="store_true", default=None,
+                        help="honour x-mock-fault headers that break the spec on purpose (for testing checkers)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the config from the parsed flags and serve until interrupted."""
+    from mock_server.server import serve_forever
+
+    try:
+        config = load_config(vars(args))
+    except ConfigError as exc:
+        print(f"chatconform serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve_forever(config, announce=lambda line: print(line, flush=True)))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"chatconform serve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `serve` to the chatconform command."""
+    parser = subparsers.add_parser("serve", help="run the mock provider (real model) on a local port",
+                                   description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m mock_server`."""
+    parser = argparse.ArgumentParser(prog="python -m mock_server", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

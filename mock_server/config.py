@@ -1,0 +1,134 @@
+"""The server's configuration: one frozen dataclass, filled from the CLI, then the environment, then defaults.
+
+Each field has an environment variable `CHATCONFORM_<FIELD>` (upper case), e.g.
+`CHATCONFORM_API_KEY`, `CHATCONFORM_PORT`. A CLI flag that is given wins over the variable; a
+variable that is set wins over the default. Bad values are refused with a message naming the
+option, where it came from, the rule and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from mock_server.errors import ERROR_STYLES
+
+MODELS = ("smollm2", "tiny")
+WEIGHTS = ("int4", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ENV_PREFIX = "CHATCONFORM_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; names the option, its source, the rule and the value."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `chatconform serve` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model: str = "smollm2"  # the SmolLM2 reference, or `tiny` (random weights, instant start)
+    weights: str = "int4"
+    api_key: str | None = None  # None: any token (or none) is accepted
+    device: str = "auto"
+    threads: int | None = None  # ONNX Runtime intra-op threads; None: one per core
+    log_level: str = "info"
+    error_style: str = "hf"
+    max_batch: int = 8  # sequences decoded together in one step
+    max_queue: int = 32  # admitted requests waiting for a batch slot; more get 429
+    max_body_bytes: int = 8 * 1024 * 1024
+    load_delay: float = 0.0  # seconds during which the model reports itself as loading (503)
+    cache_size: int = 256  # responses kept for deterministic requests; 0 disables x-use-cache hits
+    allow_remote_images: bool = False
+    max_image_bytes: int = 4 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    allow_faults: bool = False  # honour x-mock-fault (see faults.py); off: such requests get 400
+
+    def public(self) -> dict[str, Any]:
+        """The effective configuration for reports and /info, the API key masked."""
+        data = asdict(self)
+        data["api_key"] = None if self.api_key is None else "***"
+        return data
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{name}: must be an integer, got {value!r}") from None
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+            raise ConfigError(f"{name}: must be an integer {bound}, got {value!r}")
+        return value
+    return parse
+
+
+def _float(low: float) -> Callable[[str, Any], float]:
+    def parse(name: str, value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: must be a number, got {value!r}") from None
+        if not number >= low or number != number or number == float("inf"):
+            raise ConfigError(f"{name}: must be a finite number >= {low}, got {value!r}")
+        return number
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in options:
+            raise ConfigError(f"{name}: must be one of {', '.join(options)}, got {value!r}")
+        return text
+    return parse
+
+
+def _text(name: str, value: Any) -> str:
+    text = str(value)
+    if not text:
+        raise ConfigError(f"{name}: must be a non-empty string, got {value!r}")
+    return text
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: must be a boolean (true/false/1/0), got {value!r}")
+
+
+PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "host": _text, "port": _int(0, 65535), "model": _choice(MODELS), "weights": _choice(WEIGHTS),
+    "api_key": _text, "device": _choice(DEVICES), "threads": _int(1, 1024), "log_level": _choice(LOG_LEVELS),
+    "error_style": _choice(ERROR_STYLES), "max_batch": _int(1, 256), "max_queue": _int(0, 100_000),
+    "max_body_bytes": _int(1024), "load_delay": _float(0.0), "cache_size": _int(0),
+    "allow_remote_images": _bool, "max_image_bytes": _int(1), "max_image_pixels": _int(1),
+    "allow_faults": _bool,
+}
+
+
+def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Build the config: a CLI value that is not None, else `CHATCONFORM_<NAME>` from env, else the default."""
+    cli = cli or {}
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(ServerConfig):
+        parse = PARSERS[f.name]
+        if cli.get(f.name) is not None:
+            values[f.name] = parse(f"--{f.name.replace('_', '-')}", cli[f.name])
+        elif env.get(ENV_PREFIX + f.name.upper()) not in (None, ""):
+            var = ENV_PREFIX + f.name.upper()
+            values[f.name] = parse(var, env[var])
+    return ServerConfig(**values)

@@ -1,0 +1,88 @@
+"""Fault injection: `x-mock-fault` makes one answer break one rule of the spec, on purpose.
+
+For proving that conformance checks can fail. Off unless the server runs with `--allow-faults`
+(CHATCONFORM_ALLOW_FAULTS); a request naming a fault on a server without it is refused with 400,
+so a fault is never applied, or dropped, by surprise. The header holds comma-separated names:
+
+  http-500          answer 500 with the error envelope instead of generating
+  stall=S           wait S seconds (at most 120) before the first byte of the answer
+  wrong-content-type  send the JSON body as text/plain
+  no-id             leave `id` out of the body / every chunk
+  bad-usage         total_tokens one more than prompt + completion
+  no-role           the first chunk of a stream has no role
+  double-finish     a stream repeats the finish chunk of each choice
+  no-usage-chunk    a stream leaves out the usage chunk although it was requested
+  error-mid-stream  a stream sends an error event after its first token chunk, then ends
+  no-done           a stream ends without `data: [DONE]`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mock_server.errors import ApiError, BadRequest
+
+FAULT_NAMES = ("http-500", "stall", "wrong-content-type", "no-id", "bad-usage", "no-role", "double-finish",
+               "no-usage-chunk", "error-mid-stream", "no-done")
+MAX_STALL_S = 120.0
+
+
+class InjectedFault(ApiError):
+    """The 500 of the `http-500` fault."""
+
+    status, error_type, openai_type, code = 500, "internal", "server_error", "injected_fault"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The faults one request asked for."""
+
+    names: frozenset[str] = frozenset()
+    stall_s: float = 0.0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+
+NO_FAULTS = Faults()
+
+
+def parse_faults(header: str | None, allowed: bool) -> Faults:
+    """Read `x-mock-fault`; 400 naming the problem when faults are off or a name is unknown."""
+    if header is None or not header.strip():
+        return NO_FAULTS
+    if not allowed:
+        raise BadRequest("x-mock-fault: fault injection is disabled on this server (start it with --allow-faults)",
+                         param="x-mock-fault")
+    names: set[str] = set()
+    stall = 0.0
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        if name not in FAULT_NAMES:
+            raise BadRequest(f"x-mock-fault: unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}",
+                             param="x-mock-fault")
+        if name == "stall":
+            try:
+                stall = float(value)
+            except ValueError:
+                raise BadRequest(f"x-mock-fault: stall needs seconds, as stall=2.5, got {item.strip()!r}",
+                                 param="x-mock-fault") from None
+            if not 0 <= stall <= MAX_STALL_S:
+                raise BadRequest(f"x-mock-fault: stall must be in [0, {MAX_STALL_S:g}] seconds, got {stall:g}",
+                                 param="x-mock-fault")
+        names.add(name)
+    return Faults(frozenset(names), stall)
+
+
+def break_body(body: dict[str, Any], faults: Faults) -> dict[str, Any]:
+    """A non-streaming body (or a chunk) with the requested body faults applied."""
+    if not faults.names:
+        return body
+    out = dict(body)
+    if "no-id" in faults:
+        out.pop("id", None)
+    usage = out.get("usage")
+    if "bad-usage" in faults and isinstance(usage, dict):
+        out["usage"] = {**usage, "total_tokens": usage["total_tokens"] + 1}
+    return out

@@ -1,0 +1,138 @@
+"""Generation results -> the API's JSON: completion bodies, stream chunks, SSE framing.
+
+Logprob entries: `token` is the token's own bytes decoded with U+FFFD for an incomplete
+character, and `bytes` its raw bytes, so that the concatenated bytes of the entries decode to the
+content even where a character spans tokens (OpenAI's convention).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference_model.generation import Finished, ToolCallOut
+from reference_model.logprobs import TokenLogprob
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The fields every body or chunk of one completion shares."""
+
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+    @classmethod
+    def new(cls, model: str, system_fingerprint: str) -> Identity:
+        """A fresh, unique completion id created now."""
+        return cls(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model, system_fingerprint)
+
+
+@dataclass
+class ChoiceResult:
+    """One choice, accumulated from its events."""
+
+    index: int
+    content: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finished: Finished | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of a whole request (the prompt counted once for all choices)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def to_json(self) -> dict[str, int]:
+        """The API's usage object."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+def usage_of(prompt_tokens: int, results: list[ChoiceResult]) -> Usage:
+    """Usage from finished choices."""
+    return Usage(prompt_tokens, sum(r.finished.completion_tokens for r in results if r.finished is not None))
+
+
+def _token_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def logprob_entry(entry: TokenLogprob) -> dict[str, Any]:
+    """One `logprobs.content` item."""
+    return {"token": _token_text(entry.bytes), "logprob": entry.logprob, "bytes": list(entry.bytes),
+            "top_logprobs": [{"token": _token_text(alt.bytes), "logprob": alt.logprob, "bytes": list(alt.bytes)}
+                             for alt in entry.top]}
+
+
+def tool_call_json(call: ToolCallOut) -> dict[str, Any]:
+    """One tool call of a message."""
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def completion_body(ident: Identity, results: list[ChoiceResult], usage: Usage, *, logprobs: bool) -> dict[str, Any]:
+    """The non-streaming ChatCompletion."""
+    choices = []
+    for r in results:
+        assert r.finished is not None, "render only finished choices"
+        message: dict[str, Any] = {"role": "assistant"}
+        if r.finished.tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [tool_call_json(c) for c in r.finished.tool_calls]
+        else:
+            message["content"] = "".join(r.content) + r.finished.text
+        choices.append({"index": r.index, "message": message,
+                        "logprobs": {"content": [logprob_entry(e) for e in r.logprobs]} if logprobs else None,
+                        "finish_reason": r.finished.reason.value})
+    return {"id": ident.id, "object": "chat.completion", "created": ident.created, "model": ident.model,
+            "system_fingerprint": ident.system_fingerprint, "choices": choices, "usage": usage.to_json()}
+
+
+class ChunkRenderer:
+    """Stream chunks of one completion; `usage: null` on every chunk when usage was requested."""
+
+    def __init__(self, ident: Identity, *, include_usage: bool) -> None:
+        self.ident = ident
+        self.include_usage = include_usage
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        chunk: dict[str, Any] = {"id": self.ident.id, "object": "chat.completion.chunk",
+                                 "created": self.ident.created, "model": self.ident.model,
+                                 "system_fingerprint": self.ident.system_fingerprint, "choices": choices}
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def delta(self, index: int, delta: dict[str, Any], *, logprobs: list[TokenLogprob] | None = None,
+              finish_reason: str | None = None) -> dict[str, Any]:
+        """A chunk adding `delta` to choice `index`."""
+        lp = None if logprobs is None else {"content": [logprob_entry(e) for e in logprobs]}
+        return self._chunk([{"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}])
+
+    def role(self, index: int) -> dict[str, Any]:
+        """The first chunk of a choice: the role, and empty content."""
+        return self.delta(index, {"role": "assistant", "content": ""})
+
+    def tool_calls(self, index: int, calls: tuple[ToolCallOut, ...]) -> dict[str, Any]:
+        """Every call of a choice, each whole in its first (and only) fragment."""
+        fragments = [{"index": i, **tool_call_json(c)} for i, c in enumerate(calls)]
+        return self.delta(index, {"tool_calls": fragments})
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        """The usage-only chunk before [DONE]."""
+        chunk = self._chunk([])
+        chunk["usage"] = usage.to_json()
+        return chunk
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    """One Server-Sent Event carrying a JSON payload."""
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"

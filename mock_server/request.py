@@ -1,0 +1,257 @@
+"""The request edge: JSON bytes -> spec validation -> typed, frozen `ChatRequest`.
+
+Order: parse JSON (400 when malformed or not an object), validate against the spec's
+`ChatCompletionRequest` (422 naming parameter, rule and value), refuse unknown top-level fields
+(422; the spec lets servers refuse them and this mock does), then build the dataclasses below.
+Explicit `null` for an optional field means the same as leaving it out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from spec import schemas
+from spec.violations import SchemaViolation, short
+
+from mock_server.errors import BadRequest, ValidationFailed
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """A text content part."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image content part (a URL: http(s) or data:)."""
+
+    url: str
+    detail: str | None
+    index: int  # position in the message's content list, for error messages
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True)
+class ToolCallIn:
+    """A tool call in an assistant message of the history."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of the conversation; `parts` holds the content (a string is one text part)."""
+
+    role: str  # system | developer | user | assistant | tool
+    parts: tuple[ContentPart, ...]
+    name: str | None = None
+    tool_calls: tuple[ToolCallIn, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """A declared function: name, description, JSON Schema of its arguments, strictness."""
+
+    name: str
+    description: str | None
+    parameters: dict[str, Any] | None
+    strict: bool | None
+
+
+@dataclass(frozen=True)
+class ToolChoiceIn:
+    """tool_choice: `auto`, `none`, `required`, or `named` with `name`."""
+
+    mode: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseFormatIn:
+    """response_format in either dialect: kind json | regex | text | json_object | json_schema."""
+
+    kind: str
+    schema: Any = None  # json / json_schema: the JSON Schema (object or boolean); None: any JSON
+    pattern: str | None = None  # regex
+    param: str = "response_format"  # where the schema or pattern sits, for errors
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat completion request."""
+
+    messages: tuple[Message, ...]
+    model: str | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0
+    max_tokens: int | None = None
+    n: int = 1
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    reasoning_effort: str | None = None
+    response_format: ResponseFormatIn | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoiceIn | None = None
+    tool_prompt: str | None = None
+
+
+def known_fields() -> frozenset[str]:
+    """The request's top-level properties as the spec declares them."""
+    return frozenset(schemas.schema("request")["properties"])
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """Decode the body; 400 naming where parsing failed, or that the JSON is not an object."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"malformed JSON body: not UTF-8 (byte {exc.start})") from None
+    try:
+        body = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON body: nested too deeply") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}: {short(body)}")
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def violation_error(violations: list[SchemaViolation]) -> ValidationFailed:
+    """422 for the first violation: its message, rule and parameter (and how many more there are)."""
+    first = violations[0]
+    more = len(violations) - 1
+    suffix = f" (and {more} more problem{'s' if more != 1 else ''})" if more else ""
+    return ValidationFailed(f"{first.message} [rule: {first.rule}]{suffix}", param=first.param)
+
+
+def validate_body(body: dict[str, Any]) -> ChatRequest:
+    """Check a JSON object against the spec and the mock's rules; return the typed request."""
+    try:
+        violations = schemas.validate("request", body)
+    except RecursionError:
+        raise ValidationFailed("the request is nested too deeply to validate [rule: depth]") from None
+    if violations:
+        raise violation_error(violations)
+    unknown = sorted(set(body) - known_fields())
+    if unknown:
+        name = unknown[0]
+        raise ValidationFailed(f"$.{name}: unknown request field {name!r} = {short(body[name])} is not supported "
+                               f"by this server [rule: additionalProperties]", param=name)
+    return build_request(body)
+
+
+def _opt(body: dict[str, Any], key: str, default: Any) -> Any:
+    value = body.get(key)
+    return default if value is None else value
+
+
+def build_request(body: dict[str, Any]) -> ChatRequest:
+    """Typed request from a schema-valid body (nulls become defaults)."""
+    messages = tuple(_message(m, i) for i, m in enumerate(body["messages"]))
+    stop = body.get("stop")
+    stream_options = body.get("stream_options") or {}
+    bias = body.get("logit_bias") or {}
+    return ChatRequest(
+        messages=messages,
+        model=body.get("model"),
+        frequency_penalty=float(_opt(body, "frequency_penalty", 0.0)),
+        presence_penalty=float(_opt(body, "presence_penalty", 0.0)),
+        logprobs=bool(_opt(body, "logprobs", False)),
+        top_logprobs=int(_opt(body, "top_logprobs", 0)),
+        max_tokens=body.get("max_tokens"),
+        n=int(_opt(body, "n", 1)),
+        logit_bias=tuple(sorted((int(k), float(v)) for k, v in bias.items())),
+        reasoning_effort=body.get("reasoning_effort"),
+        response_format=_response_format(body.get("response_format")),
+        seed=body.get("seed"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        stream=bool(_opt(body, "stream", False)),
+        include_usage=bool(stream_options.get("include_usage", False)),
+        temperature=float(_opt(body, "temperature", 1.0)),
+        top_p=float(_opt(body, "top_p", 1.0)),
+        tools=tuple(_tool(t) for t in body.get("tools") or ()),
+        tool_choice=_tool_choice(body.get("tool_choice")),
+        tool_prompt=body.get("tool_prompt"),
+    )
+
+
+def _parts(content: Any) -> tuple[ContentPart, ...]:
+    if content is None:
+        return ()
+    if isinstance(content, str):
+        return (TextPart(content),)
+    parts: list[ContentPart] = []
+    for index, part in enumerate(content):
+        if part["type"] == "text":
+            parts.append(TextPart(part["text"]))
+        else:
+            parts.append(ImagePart(part["image_url"]["url"], part["image_url"].get("detail"), index))
+    return tuple(parts)
+
+
+def _message(raw: dict[str, Any], index: int) -> Message:
+    calls = tuple(ToolCallIn(c["id"], c["function"]["name"], c["function"]["arguments"])
+                  for c in raw.get("tool_calls") or ())
+    return Message(role=raw["role"], parts=_parts(raw.get("content")), name=raw.get("name"),
+                   tool_calls=calls, tool_call_id=raw.get("tool_call_id"))
+
+
+def _tool(raw: dict[str, Any]) -> FunctionTool:
+    fn = raw["function"]
+    schema = fn.get("parameters", fn.get("arguments"))
+    return FunctionTool(name=fn["name"], description=fn.get("description"), parameters=schema,
+                        strict=fn.get("strict"))
+
+
+def _tool_choice(raw: Any) -> ToolChoiceIn | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return ToolChoiceIn(raw)
+    return ToolChoiceIn("named", raw["function"]["name"])
+
+
+def _response_format(raw: Any) -> ResponseFormatIn | None:
+    if raw is None:
+        return None
+    kind = raw["type"]
+    if kind == "json":
+        value = raw["value"]
+        if isinstance(value, str):
+            # The seeds call the value "a string that represents a JSON Schema": read its JSON text.
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationFailed(f"$.response_format.value: the string is not JSON Schema text "
+                                       f"({exc.msg} at column {exc.colno}) [rule: json-schema]",
+                                       param="response_format.value") from None
+        return ResponseFormatIn("json", schema=value, param="response_format.value")
+    if kind == "regex":
+        return ResponseFormatIn("regex", pattern=raw["value"], param="response_format.value")
+    if kind == "json_schema":
+        return ResponseFormatIn("json_schema", schema=raw["json_schema"].get("schema"),
+                                param="response_format.json_schema.schema")
+    return ResponseFormatIn(kind)
