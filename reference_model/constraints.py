@@ -187,7 +187,34 @@ def _validate(grammar: str, tokenizer: Tokenizer, param: str, what: str) -> str:
     error = llguidance.LLMatcher.validate_grammar(grammar, grammar_tokenizer(tokenizer))
     if error:
         raise ConstraintError(param, f"{what} cannot be compiled by llguidance: {error.strip()}")
+    _probe(grammar, tokenizer, param, what)
     return grammar
+
+
+def _probe(grammar: str, tokenizer: Tokenizer, param: str, what: str) -> None:
+    """Take the first step of the grammar (mask, then one allowed token) before any generation.
+
+    Some grammars validate but blow up llguidance's lexer on the first byte (`a{1000000}` builds
+    too many derivatives): found here, they are the caller's 4xx, not a failure mid-generation.
+    """
+    matcher = llguidance.LLMatcher(grammar_tokenizer(tokenizer), grammar, log_level=0)
+    bitmask = allocate_token_bitmask(1, tokenizer.vocab_size)
+    if not matcher.is_error():
+        fill_next_token_bitmask(matcher, bitmask)
+        words = bitmask[0].view(np.uint32)
+        nonzero = np.flatnonzero(words)
+        if len(nonzero):
+            word = int(nonzero[0])
+            bit = (int(words[word]) & -int(words[word])).bit_length() - 1
+            matcher.consume_token(32 * word + bit)
+    if matcher.is_error():
+        raise ConstraintError(param, f"{what} is too complex for the grammar engine: "
+                              f"{_first_line(matcher.get_error())}")
+
+
+def _first_line(error: str) -> str:
+    """llguidance errors append a dump of its internal state; the first line is the message."""
+    return error.strip().splitlines()[0] if error.strip() else "unknown error"
 
 
 def _lark_literal(text: str) -> str:
@@ -347,7 +374,7 @@ class Constraint:
         self.vocab_size = tokenizer.vocab_size
         self._matcher = llguidance.LLMatcher(grammar_tokenizer(tokenizer), compiled.grammar, log_level=0)
         if self._matcher.is_error():
-            raise ConstraintError("grammar", self._matcher.get_error())
+            raise ConstraintError("grammar", _first_line(self._matcher.get_error()))
         self._bitmask = allocate_token_bitmask(1, self.vocab_size)  # int32 [1, ceil(vocab/32)]
         self._allowed = np.zeros(self.vocab_size, dtype=bool)  # the last mask, unpacked
         self._pending: Future[None] | None = None
@@ -377,14 +404,15 @@ class Constraint:
         if not self._wait():
             self._fill()
         if self._matcher.is_error():
-            raise ConstraintError("grammar", self._matcher.get_error())
+            raise ConstraintError("grammar", _first_line(self._matcher.get_error()))
         return self._allowed.copy()
 
     def advance(self, token_id: int) -> None:
         """Consume a chosen token; a token the grammar forbids is a ConstraintError."""
         self._wait()
         if not self._matcher.consume_token(int(token_id)):
-            raise ConstraintError("grammar", f"token {token_id} is not allowed here: {self._matcher.get_error()}")
+            raise ConstraintError("grammar", f"token {token_id} is not allowed here: "
+                                  f"{_first_line(self._matcher.get_error())}")
 
     def is_accepting(self) -> bool:
         """Whether the output so far is complete under the grammar (ending now is allowed)."""

@@ -153,6 +153,8 @@ def test_separators_are_fixed(tokenizer: Tokenizer) -> None:
     (Regex("a(b"), "response_format.value", "unclosed group"),
     (Regex("(?=a)b"), "response_format.value", "look-around"),
     (Regex(""), "response_format.value", "non-empty"),
+    # validates, then blows up the lexer on its first byte: found by the first-step probe
+    (Regex("a{1000000}"), "response_format.value", "too complex for the grammar engine"),
 ])
 def test_bad_formats_refused_before_generation(tokenizer: Tokenizer, fmt, param: str, message: str) -> None:
     with pytest.raises(ConstraintError) as info:
