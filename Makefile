@@ -8,12 +8,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv test check model clean distclean
+.PHONY: help venv test check model peer bench clean distclean
 
 help:
 	@echo "make test              run our own tests (bootstraps .venv on first use)"
 	@echo "make check             run the conformance suite (arrives with issue 6, see README)"
 	@echo "make model             prepare the reference model (fetch, verify, convert; cached)"
+	@echo "make peer              build llama.cpp's Python binding into .venv-peer (~10 min, once)"
+	@echo "make bench             engine and constrained-decoding benches (llama.cpp ratios need make peer)"
 	@echo "make clean             remove caches; make distclean also removes .venv"
 
 venv: $(STAMP)
@@ -36,6 +38,14 @@ check: $(STAMP)
 
 model: $(STAMP)
 	$(VENV)/bin/chatconform model prepare
+
+# The peer is built from source with the flags DESIGN.md gives (a native build crashes on this CPU).
+peer:
+	bash bench/peer/build.sh
+
+bench: $(STAMP)
+	$(PY) -m bench.engine
+	$(PY) -m bench.generation
 
 clean:
 	rm -rf .pytest_cache .hypothesis build *.egg-info
