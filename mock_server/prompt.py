@@ -8,7 +8,7 @@ written into text here, the same way for every request:
 * `developer` is a `system` message; a message `name` prefixes its content as `name: `;
 * tools (unless tool_choice is `none`): a system-message preamble, `tool_prompt` first, then the
   tools' definitions as JSON lines inside `<tools>`, then the calling convention (Hermes style,
-  the format `reference_model.constraints` generates). It is appended to the first system
+  one call per response: the format `reference_model.constraints` generates). It is appended to the first system
   message, or becomes the first message when there is none;
 * an assistant message's tool calls: its content, then one `<tool_call>` block per call;
 * a `tool` message: a `user` turn holding `<tool_response>` with the function's name (found from
@@ -22,9 +22,10 @@ from collections.abc import Callable
 
 from mock_server.request import ChatRequest, ImagePart, Message, TextPart
 
-DEFAULT_TOOL_PROMPT = ("You may call one or more functions to answer the user. "
+# One call per response: the grammar (reference_model.constraints) allows a single block.
+DEFAULT_TOOL_PROMPT = ("You may call a function to answer the user. "
                        "The functions you can call are listed below.")
-CALLING_CONVENTION = ("To call a function, reply with one block per call and nothing else:\n"
+CALLING_CONVENTION = ("To call a function, reply with this block and nothing else:\n"
                       "<tool_call>\n{\"name\": <function name>, \"arguments\": <arguments as a JSON object>}\n"
                       "</tool_call>")
 
