@@ -74,11 +74,13 @@ class Engine:
     device: "auto" (CUDA if its provider loads, else CPU), "cpu" or "cuda" (an error if CUDA
     does not load); threads: intra-op threads (None = ONNX Runtime's default, one per core);
     max_context: a context limit below the model's (smaller limit, smaller reserved cache);
-    prefill_chunk: the most tokens of one sequence run in one pass.
+    prefill_chunk: the most tokens of one sequence run in one pass; spin: whether idle intra-op
+    threads spin-wait (ONNX Runtime's default; False on a machine shared with busy processes).
     """
 
     def __init__(self, model: EngineModel, *, device: str = "auto", threads: int | None = None,
-                 max_batch: int = 8, max_context: int | None = None, prefill_chunk: int = 256) -> None:
+                 max_batch: int = 8, max_context: int | None = None, prefill_chunk: int = 256,
+                 spin: bool = True) -> None:
         self.config: ModelConfig = model.config
         if not isinstance(prefill_chunk, int) or prefill_chunk < 1:
             raise EngineError(f"prefill_chunk must be a positive int, got {prefill_chunk!r}")
@@ -95,7 +97,7 @@ class Engine:
             limit = max_context
         self.context_length = limit
         self.max_batch = max_batch
-        choice = open_session(model.onnx_path, device=device, threads=threads)
+        choice = open_session(model.onnx_path, device=device, threads=threads, spin=spin)
         self._session = choice.session
         self.provider = choice.provider
         self._io = self._session.io_binding()
@@ -300,7 +302,8 @@ class Engine:
 def open_engine(weights: str = "int4", *, progress: bool = False, **options: object) -> Engine:
     """An engine on the real model in `weights` format, preparing (fetching, converting) it on first use.
 
-    `options` are Engine's keyword arguments (device, threads, max_batch, max_context, prefill_chunk).
+    `options` are Engine's keyword arguments (device, threads, max_batch, max_context, prefill_chunk,
+    spin).
     """
     from reference_model.prepared import prepare
 

@@ -33,8 +33,13 @@ def _nvidia_driver_present() -> bool:
     return True
 
 
-def open_session(path: Path, *, device: str = "auto", threads: int | None = None) -> SessionChoice:
-    """Load `path` on CUDA when asked or when `auto` and CUDA loads, else on the CPU."""
+def open_session(path: Path, *, device: str = "auto", threads: int | None = None,
+                 spin: bool = True) -> SessionChoice:
+    """Load `path` on CUDA when asked or when `auto` and CUDA loads, else on the CPU.
+
+    spin=False stops idle intra-op threads from spin-waiting: slower on idle cores, but it keeps
+    a machine shared with other busy processes from collapsing (and leaves them their cores).
+    """
     import onnxruntime as ort
 
     if device not in DEVICES:
@@ -47,6 +52,9 @@ def open_session(path: Path, *, device: str = "auto", threads: int | None = None
     opts.inter_op_num_threads = 1
     if threads is not None:
         opts.intra_op_num_threads = threads
+    if not isinstance(spin, bool):
+        raise EngineError(f"spin must be a bool, got {spin!r}")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     opts.log_severity_level = 3  # keep ORT's warnings about CPU-placed shape ops out of the output
 
     cuda_ok = "CUDAExecutionProvider" in ort.get_available_providers() and _nvidia_driver_present()

@@ -26,7 +26,7 @@ from reference_model.errors import ReferenceModelError
 from reference_model.weights import GGUF_SHA256, MODEL_NAME, cache_dir, ensure_gguf, sha256_file
 
 # Bump when the graph builder changes what it writes: every cached graph is then rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 GRAPH_NAME = "model.onnx"
 TEMP_PREFIX = ".tmp-"

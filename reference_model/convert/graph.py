@@ -16,7 +16,13 @@ Operators: GroupQueryAttention (rotary inside, half-split rotary on HF-ordered r
 SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization for RMSNorm, one fused QKV and
 one fused gate/up projection per layer. int4 projections are MatMulNBits (4-bit, block 32, zero
 points 0) plus the exact Q4_1 minimum term (x summed per block of 32) @ mins; fp32 projections
-are MatMul on the dequantized weights. The head reuses the fp32 embedding table (Gemm, transB).
+are MatMul on the dequantized weights.
+
+Embedding and tied head: the fp32 graph gathers rows of the fp32 table and runs the head as one
+Gemm on it (113 MB read per token). The int4 graph, when the table is exactly Q8_0 (the real
+model's is), keeps it as int8 values and block scales (fp16 values, float32) instead: the lookup gathers int8 rows
+and their scales and multiplies (exact), and the head is two 4-bit MatMulNBits halves,
+q = 16 * (q >> 4) + (q & 15), summed (exact in math; 36 MB read per token).
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from reference_model.config import QUANT_BLOCK, ModelConfig
-from reference_model.convert.quant import ConversionError, Q4_1Matrix, to_matmul_nbits
+from reference_model.convert.quant import (
+    ConversionError,
+    Q4_1Matrix,
+    Q8Table,
+    recover_q8_0,
+    split_q8_head,
+    to_matmul_nbits,
+)
 from reference_model.convert.weights_model import ModelWeights
 
 WEIGHT_FORMATS = ("int4", "fp32")
@@ -45,6 +58,9 @@ class GraphOptions:
     accuracy_level: int = 0
     # Positions of the rotary cos/sin tables; None = the config's context length.
     max_positions: int | None = None
+    # int4 only: run the tied Q8_0 table as int8 rows + two exact 4-bit head halves (when the
+    # table is exactly Q8_0; otherwise, as in the fp32 graph, an fp32 Gather + Gemm).
+    q8_head: bool = True
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_FORMATS:
@@ -112,6 +128,30 @@ class _Builder:
         corr = self.node("MatMul", [xs, mins])[0]
         return self.node("Add", [y, corr])[0]
 
+    def q8_lookup(self, table: Q8Table) -> str:
+        """hidden [B, S, D] = rows input_ids of the Q8_0 table, as int8 values times block scales."""
+        _, nb, _ = table.q.shape
+        q = self.init("embedding.q8", table.q)  # [V, D/32, 32] int8
+        d = self.init("embedding.scales", table.d[:, :, None])  # [V, D/32, 1] float32
+        values = self.node("Cast", [self.node("Gather", [q, "input_ids"])[0]], to=TensorProto.FLOAT)[0]
+        scaled = self.node("Mul", [values, self.node("Gather", [d, "input_ids"])[0]])[0]  # [B, S, D/32, 32]
+        shape = self.init("embedding.shape", np.array([0, 0, nb * QUANT_BLOCK], np.int64))
+        return self.node("Reshape", [scaled, shape])[0]
+
+    def q8_head(self, flat: str, table: Q8Table) -> str:
+        """logits [M, V] = flat [M, D] @ table.T as the sum of two exact 4-bit MatMulNBits halves."""
+        rows, nb, _ = table.q.shape
+        k = nb * QUANT_BLOCK
+        split = split_q8_head(table)
+        hi = self.node("MatMulNBits", [flat, self.init("head.high.qweight", split.high),
+                                       self.init("head.high.scales", split.high_scales)],
+                       domain=MS, K=k, N=rows, bits=4, block_size=QUANT_BLOCK, accuracy_level=0)[0]
+        lo = self.node("MatMulNBits", [flat, self.init("head.low.qweight", split.low),
+                                       self.init("head.low.scales", split.low_scales),
+                                       self.init("head.low.zero_points", split.low_zero_points)],
+                       domain=MS, K=k, N=rows, bits=4, block_size=QUANT_BLOCK, accuracy_level=0)[0]
+        return self.node("Add", [hi, lo])[0]
+
 
 def build_graph(weights: ModelWeights, options: GraphOptions = GraphOptions()) -> onnx.ModelProto:
     """The decoder as an ONNX model (opset 21 + com.microsoft) for the given weights and options."""
@@ -121,8 +161,12 @@ def build_graph(weights: ModelWeights, options: GraphOptions = GraphOptions()) -
     cos, sin = rotary_tables(c, positions)
     b.init("cos_cache", cos)
     b.init("sin_cache", sin)
-    emb = b.init("embedding", weights.embedding)  # [V, D], also the tied head
-    hidden = b.node("Gather", [emb, "input_ids"])[0]  # [B, S, D]
+    table = recover_q8_0(weights.embedding) if options.weights == "int4" and options.q8_head else None
+    if table is None:
+        emb = b.init("embedding", weights.embedding)  # [V, D], also the tied head
+        hidden = b.node("Gather", [emb, "input_ids"])[0]  # [B, S, D]
+    else:
+        hidden = b.q8_lookup(table)
 
     first = weights.layers[0]
     normed = b.node("SimplifiedLayerNormalization", [hidden, b.init("layer0.attn_norm", first.attn_norm)],
@@ -162,7 +206,7 @@ def build_graph(weights: ModelWeights, options: GraphOptions = GraphOptions()) -
     axis1 = b.init("slice_axis", np.array([1], np.int64))
     tail = b.node("Slice", [normed, starts, ends, axis1])[0]  # [B, n, D]
     flat = b.node("Reshape", [tail, b.init("flat_shape", np.array([-1, c.hidden_size], np.int64))])[0]
-    logits2d = b.node("Gemm", [flat, emb], transB=1)[0]  # [B*n, V]
+    logits2d = b.node("Gemm", [flat, emb], transB=1)[0] if table is None else b.q8_head(flat, table)  # [B*n, V]
     out_shape = b.node("Concat", [b.node("Slice", [b.node("Shape", [tail])[0],
                                                    b.init("s0", np.array([0], np.int64)),
                                                    b.init("s2", np.array([2], np.int64))])[0],

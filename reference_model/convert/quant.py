@@ -128,3 +128,69 @@ def unpermute_rope_rows(n_rows: int, n_heads: int) -> np.ndarray:
     head_dim = n_rows // n_heads
     idx = np.arange(n_rows).reshape(n_heads, head_dim // 2, 2)
     return idx.swapaxes(1, 2).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Q8Table:
+    """A float32 table recovered exactly as Q8_0 blocks: table == q * d elementwise."""
+
+    q: np.ndarray  # [rows, cols/32, 32] int8
+    d: np.ndarray  # [rows, cols/32] float32 (fp16 values)
+
+
+def recover_q8_0(table: np.ndarray) -> Q8Table | None:
+    """The Q8_0 blocks a float32 [rows, cols] table was dequantized from, or None if it was not.
+
+    llama.cpp's Q8_0 quantizer sets d = fp16(amax / 127) and stores q = round(x / d) with the
+    amax element at +-127, so d = amax / 127 exactly (127 * d is exact in float32). The result
+    is accepted only if every element is reproduced bit for bit.
+    """
+    rows, cols = table.shape
+    if cols % QUANT_BLOCK:
+        return None
+    blocks = table.reshape(rows, cols // QUANT_BLOCK, QUANT_BLOCK)
+    d = (np.abs(blocks).max(axis=2) / np.float32(127)).astype(np.float32)  # [rows, nb]
+    if not np.array_equal(d.astype(np.float16).astype(np.float32), d):
+        return None
+    safe = np.where(d == 0, np.float32(1), d)[:, :, None]
+    q = np.rint(blocks / safe)
+    if np.abs(q).max() > 127 or not np.array_equal((q * d[:, :, None]).astype(np.float32), blocks):
+        return None
+    return Q8Table(q=q.astype(np.int8), d=d)
+
+
+@dataclass(frozen=True)
+class SplitHead:
+    """A Q8_0 table as two exact 4-bit MatMulNBits halves: q = 16 * (high - 8) + low.
+
+    y = x @ table.T = MatMulNBits(x; high, scales 16 d, zero point 8 (the default))
+                      + MatMulNBits(x; low, scales d, zero points 0); both fast 4-bit paths.
+    """
+
+    high: np.ndarray  # [N, K/32, 16] uint8, packed like NBitsWeights.packed; nibbles (q >> 4) + 8
+    high_scales: np.ndarray  # [N * K/32] float32, 16 d (exact: a power-of-two multiple)
+    low: np.ndarray  # [N, K/32, 16] uint8; nibbles q & 15
+    low_scales: np.ndarray  # [N * K/32] float32, d
+    low_zero_points: np.ndarray  # [N * ceil((K/32)/2)] uint8, all zero
+
+
+def _pack_pairs(nibbles: np.ndarray) -> np.ndarray:
+    """[N, nb, 32] values 0..15 -> [N, nb, 16] bytes, element 2j low nibble, 2j+1 high."""
+    n, nb, _ = nibbles.shape
+    pairs = nibbles.reshape(n, nb, 16, 2)
+    return np.ascontiguousarray((pairs[..., 0] | (pairs[..., 1] << 4)).astype(np.uint8))
+
+
+def split_q8_head(table: Q8Table) -> SplitHead:
+    """Split Q8_0 blocks into the two 4-bit halves of `SplitHead`."""
+    q = table.q.astype(np.int16)  # [N, nb, 32] in -128..127
+    high = (q >> 4) + 8  # arithmetic shift: floor(q / 16) in -8..7, stored as 0..15
+    low = q & 15  # q - 16 * floor(q / 16), in 0..15
+    n, nb, _ = q.shape
+    return SplitHead(
+        high=_pack_pairs(high.astype(np.uint8)),
+        high_scales=(table.d * np.float32(16)).astype(np.float32).reshape(-1),
+        low=_pack_pairs(low.astype(np.uint8)),
+        low_scales=table.d.reshape(-1).astype(np.float32),
+        low_zero_points=np.zeros(n * ((nb + 1) // 2), np.uint8),
+    )
