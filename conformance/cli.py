@@ -9,7 +9,9 @@ sub-parsers object, adds one or more parsers and sets `func`, a callable `(args)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Callable, Sequence
 
@@ -50,6 +52,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`chatconform check --list | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def register_check(subparsers: argparse._SubParsersAction) -> None:
+    """Add `chatconform check` (the conformance suite)."""
+    from conformance.check_command import add_check_arguments, run_check
+
+    parser = subparsers.add_parser(
+        "check", help="run the conformance suite against a server (default: the embedded mock provider)",
+        description="Run the conformance suite. Exit 0: every required clause passes (or is listed in --expect); "
+                    "1: a required clause failed; 2: suite-side error (bad configuration, unreachable target); "
+                    "3: no check was executed.")
+    add_check_arguments(parser)
+    parser.set_defaults(func=run_check)
+
+
+def register_report(subparsers: argparse._SubParsersAction) -> None:
+    """Add `chatconform report matrix` (compare several runs)."""
+    parser = subparsers.add_parser("report", help="render reports from results.json files")
+    kinds = parser.add_subparsers(dest="report_kind", metavar="KIND", required=True)
+    matrix = kinds.add_parser("matrix", help="one page comparing several runs (rows clauses, columns targets)")
+    matrix.add_argument("results", nargs="+", type=Path, help="results.json files")
+    matrix.add_argument("-o", "--output", type=Path, default=Path("matrix.html"), help="output HTML file")
+    matrix.set_defaults(func=_run_matrix)
+
+
+def _run_matrix(args: argparse.Namespace) -> int:
+    from conformance.report.matrix import write_matrix
+    from conformance.results import ResultsError
+
+    try:
+        out = write_matrix(list(args.results), args.output)
+    except ResultsError as exc:
+        print(f"chatconform report matrix: {exc}", file=sys.stderr)
+        return 2
+    print(f"matrix of {len(args.results)} runs written to {out}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m conformance.cli`

@@ -1,0 +1,18 @@
+"""The conformance checks: one module per area of the spec, one test per clause (at least), in clause order.
+
+Run them through `chatconform check` or `pytest --pyargs conformance.checks --base-url URL`.
+
+Writing a check:
+
+- decorate it with `@clause("<id>")` (conformance.registry); its docstring is the clause's requirement;
+- use the fixtures of conftest.py: `target` (conformance.client.Target), `suite_config`, `schemas`,
+  `validate(kind, body, exchanges)`, `dialect`, and the session samples `responses` / `streams`
+  (conformance.samples.Sample: label, body, exchange) that several checks inspect;
+- pass by returning; raise `Fail` (target breaks the clause), `Unsupported` (clear 4xx refusal),
+  `Ignored` (accepted, no effect) or `NotApplicable` (cannot be observed here), always with the
+  exchanges as evidence. The plugin maps them, with the clause level and --strict, to verdicts:
+  Fail on a SHOULD clause is WARN unless strict; Fail on a MAY clause whose every exchange was a
+  clear 4xx refusal is UNSUPPORTED. A plain AssertionError counts as Fail; any other exception is
+  a suite-side ERROR.
+- keep max_tokens small (1-32) and send `x-use-cache: false` where two answers must be computed.
+"""

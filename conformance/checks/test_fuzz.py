@@ -1,0 +1,64 @@
+"""Generated requests, valid and invalid against the schema, and the statuses they get.
+
+One seeded fuzz run (conformance.fuzz, schemathesis + Hypothesis) is shared by the clause checks;
+each finding carries the minimal reproducing request, the answer and a curl line.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.client import Target
+from conformance.config import SuiteConfig
+from conformance.fuzz import FuzzReport, run_fuzz
+from conformance.registry import clause
+from conformance.verdicts import Fail, require
+
+
+@pytest.fixture(scope="module")
+def fuzz_report(target: Target, suite_config: SuiteConfig) -> FuzzReport:
+    """Both fuzz phases, run once for this module."""
+    return run_fuzz(target, suite_config)
+
+
+def _verdict(report: FuzzReport, clause_id: str) -> None:
+    """Fail with the minimal reproducing exchange(s) when the run broke the clause."""
+    for phase in (report.positive, report.negative):
+        if phase.error is not None:
+            raise RuntimeError(f"the {phase.phase} fuzz phase could not run (suite-side): {phase.error}")
+        require(phase.examples > 0, f"the {phase.phase} fuzz phase sent no request")
+    findings = report.findings(clause_id)
+    if findings:
+        message = "; ".join(f"{f.phase}: {f.message} | reproduce: {f.curl}" for f in findings)
+        raise Fail(message[:4000], expected=clause_id, actual=[f.message for f in findings],
+                   exchanges=[f.exchange for f in findings])
+
+
+@clause("fuzz.valid.accepted")
+def test_valid_accepted(fuzz_report: FuzzReport) -> None:
+    """A generated schema-valid request is answered 2xx with a schema-valid body or with a 4xx status documented for the operation and an error envelope."""
+    _verdict(fuzz_report, "fuzz.valid.accepted")
+
+
+@clause("fuzz.invalid.refused")
+def test_invalid_refused(fuzz_report: FuzzReport) -> None:
+    """A generated schema-invalid request is refused with a 4xx error."""
+    _verdict(fuzz_report, "fuzz.invalid.refused")
+
+
+@clause("fuzz.status.documented")
+def test_status_documented(fuzz_report: FuzzReport) -> None:
+    """Every status code the server returns to a generated request is one the spec documents for the operation."""
+    _verdict(fuzz_report, "fuzz.status.documented")
+
+
+@clause("fuzz.server.survives")
+def test_server_survives(target: Target, fuzz_report: FuzzReport) -> None:
+    """After a fuzz run, a plain valid request is still answered 200."""
+    ex = target.chat(target.body(max_tokens=4), headers={"x-use-cache": "false"})
+    require(ex.status == 200, f"after {fuzz_report.examples} fuzz requests a plain request is not answered 200",
+            expected=200, actual=f"{ex.status} {ex.body_text[:300]}", exchanges=ex)
+    health = target.get("/health")
+    if health.status not in (200, 404):  # a server without /health (404) is judged by the chat request alone
+        raise Fail(f"after the fuzz run GET /health answers {health.status}", expected=200, actual=health.status,
+                   exchanges=health)

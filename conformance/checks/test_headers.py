@@ -1,0 +1,174 @@
+"""Header checks: authorization, x-use-cache, x-wait-for-model, the loading 503 and 429 Retry-After."""
+
+from __future__ import annotations
+
+import re
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from conformance.client import Exchange, Target
+from conformance.expectations import completion, envelope_problems, first_content
+from conformance.registry import clause
+from conformance.verdicts import NotApplicable, require
+
+WRONG_TOKEN = "chatconform-wrong-token-0000"
+NO_AUTH = {"Authorization": None}
+
+
+def _needs_key(target: Target) -> str:
+    if not target.config.api_key:
+        raise NotApplicable("no --api-key given: the target is treated as one that needs no token")
+    return target.config.api_key
+
+
+def _refused_401(ex: Exchange, what: str) -> None:
+    require(ex.status == 401, f"{what}: expected 401", expected=401, actual=f"{ex.status} {ex.body_text[:200]}",
+            exchanges=ex)
+    problems = envelope_problems(ex.json)
+    require(not problems, f"{what}: the 401 has no proper error envelope: {'; '.join(problems)}",
+            expected="error envelope", actual=ex.body_text[:300], exchanges=ex)
+
+
+@clause("headers.authorization.required")
+def test_authorization_required(target: Target) -> None:
+    """When the target requires a token, a request without an Authorization header is refused with 401 and an error envelope."""
+    _needs_key(target)
+    _refused_401(target.chat(target.body(max_tokens=1), headers=NO_AUTH), "no Authorization header")
+
+
+@clause("headers.authorization.invalid")
+def test_authorization_invalid(target: Target) -> None:
+    """When the target requires a token, a request with a wrong token is refused with 401 and an error envelope."""
+    _needs_key(target)
+    _refused_401(target.chat(target.body(max_tokens=1), headers={"Authorization": f"Bearer {WRONG_TOKEN}"}),
+                 "a wrong bearer token")
+
+
+@clause("headers.authorization.bearer")
+def test_authorization_bearer(target: Target) -> None:
+    """A request with Authorization: Bearer followed by a valid token is answered 200."""
+    key = _needs_key(target)
+    completion(target.chat(target.body(max_tokens=1), headers={"Authorization": f"Bearer {key}"}), "valid bearer token")
+
+
+@clause("headers.authorization.ignored-when-open")
+def test_authorization_ignored_when_open(target: Target) -> None:
+    """A target that needs no token answers requests that carry any Authorization header as it answers those without one."""
+    body = target.body(max_tokens=8, temperature=0, seed=9)
+    without = target.chat(body, headers={**NO_AUTH, "x-use-cache": "false"})
+    if without.status == 401:
+        raise NotApplicable("the target requires a token")
+    with_any = target.chat(body, headers={"Authorization": f"Bearer {WRONG_TOKEN}", "x-use-cache": "false"})
+    a = first_content(without, "no Authorization header")
+    b = first_content(with_any, "an arbitrary Authorization header")
+    require(a == b, "an arbitrary Authorization header changed the answer of an open target",
+            expected=a, actual=b, exchanges=(without, with_any))
+
+
+@clause("headers.x-use-cache.accepted")
+def test_use_cache_accepted(target: Target) -> None:
+    """Requests with x-use-cache true or false are answered 200."""
+    for value in ("true", "false"):
+        completion(target.chat(target.body(max_tokens=2), headers={"x-use-cache": value}), f"x-use-cache {value}")
+
+
+@clause("headers.x-use-cache.false-fresh")
+def test_use_cache_false_fresh(target: Target) -> None:
+    """With x-use-cache false, three identical unseeded requests with an open-ended prompt at temperature 1 get three distinct ids and at least two distinct contents."""
+    body = target.body(max_tokens=16, temperature=1, messages=[
+        {"role": "user", "content": "Write one sentence about anything you like."}])
+    exchanges = [target.chat(body, headers={"x-use-cache": "false"}) for _ in range(3)]
+    ids = [completion(ex).get("id") for ex in exchanges]
+    contents = [first_content(ex, "x-use-cache false") for ex in exchanges]
+    require(len(set(map(repr, ids))) == 3, "x-use-cache false: the three answers do not have three distinct ids",
+            expected="3 distinct ids", actual=ids, exchanges=exchanges)
+    require(len(set(map(repr, contents))) >= 2, "x-use-cache false: three sampled answers are all identical",
+            expected=">= 2 distinct contents", actual=contents, exchanges=exchanges)
+
+
+@clause("headers.x-use-cache.cached-identical")
+def test_use_cache_cached_identical(target: Target) -> None:
+    """With x-use-cache true, a repeated temperature 0 request may be served from cache, with the same content as the first answer."""
+    body = target.body(max_tokens=8, temperature=0, messages=[{"role": "user", "content": "Name a planet."}])
+    first = target.chat(body, headers={"x-use-cache": "true"})
+    second = target.chat(body, headers={"x-use-cache": "true"})
+    a, b = first_content(first, "first"), first_content(second, "repeat")
+    require(a == b, "x-use-cache true: a repeated temperature 0 request got different content",
+            expected=a, actual=b, exchanges=(first, second))
+
+
+@clause("headers.x-wait-for-model.accepted")
+def test_wait_for_model_accepted(target: Target) -> None:
+    """Requests with x-wait-for-model true or false to a ready model are answered 200."""
+    for value in ("true", "false"):
+        completion(target.chat(target.body(max_tokens=2), headers={"x-wait-for-model": value}),
+                   f"x-wait-for-model {value}")
+
+
+def _loading_probe(target: Target) -> tuple[Exchange, Exchange]:
+    probe = target.loading_probe
+    if probe is None or probe[0].status != 503:
+        raise NotApplicable("the target was ready when the run began: its loading state could not be observed")
+    return probe
+
+
+@clause("headers.x-wait-for-model.waits")
+def test_wait_for_model_waits(target: Target) -> None:
+    """While the model is loading, a request with x-wait-for-model true is held until the model is ready and answered 200, never 503."""
+    loading, waited = _loading_probe(target)
+    require(waited.status == 200, "x-wait-for-model true while loading was not held until ready",
+            expected=200, actual=f"{waited.status} {waited.body_text[:200]}", exchanges=(loading, waited))
+
+
+def _loading_503s(target: Target) -> list[Exchange]:
+    seen = [ex for ex in target.throttled if ex.status == 503]
+    if not seen:
+        raise NotApplicable("the target never answered 503 during the run (it was ready throughout)")
+    return seen
+
+
+@clause("headers.loading.503")
+def test_loading_503(target: Target) -> None:
+    """While the model is loading, a request without x-wait-for-model true is answered 503 with an error envelope."""
+    probe = target.loading_probe
+    if probe is not None and probe[0].status not in (200, 503):
+        require(False, "while probing at the start, a request without x-wait-for-model got neither 200 nor 503",
+                expected="200 (ready) or 503 (loading)", actual=probe[0].status, exchanges=probe[0])
+    for ex in _loading_503s(target):
+        problems = envelope_problems(ex.json)
+        require(not problems, f"a 503 without a proper error envelope: {'; '.join(problems)}",
+                expected="error envelope", actual=ex.body_text[:300], exchanges=ex)
+
+
+@clause("headers.loading.estimated-time")
+def test_loading_estimated_time(target: Target) -> None:
+    """A 503 for a loading model carries estimated_time, a non-negative number of seconds."""
+    for ex in _loading_503s(target):
+        body: Any = ex.json
+        value = body.get("estimated_time") if isinstance(body, dict) else None
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        require(ok, "a loading 503 without a non-negative estimated_time", expected="estimated_time >= 0",
+                actual=value, exchanges=ex)
+
+
+_RETRY_SECONDS = re.compile(r"^\s*\d+\s*$")
+
+
+@clause("headers.retry-after.429")
+def test_retry_after_429(target: Target) -> None:
+    """A 429 response carries a Retry-After header holding a non-negative integer of seconds or an HTTP date."""
+    seen = [ex for ex in target.throttled if ex.status == 429]
+    if not seen:
+        raise NotApplicable("the target never answered 429 during the run")
+    for ex in seen:
+        value = ex.header("retry-after")
+        ok = value is not None and (bool(_RETRY_SECONDS.match(value)) or _http_date(value))
+        require(ok, "a 429 without a valid Retry-After header", expected="seconds or an HTTP date",
+                actual=value, exchanges=ex)
+
+
+def _http_date(value: str) -> bool:
+    try:
+        return parsedate_to_datetime(value) is not None
+    except (TypeError, ValueError):
+        return False

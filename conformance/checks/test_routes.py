@@ -1,0 +1,87 @@
+"""Route checks: /v1/models, /health and the per-model chat route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.client import Target
+from conformance.expectations import completion, first_content
+from conformance.registry import clause
+from conformance.verdicts import NotApplicable, require
+
+
+def _models(target: Target) -> tuple[Any, Any]:
+    ex = target.get("/v1/models")
+    return ex, ex.json
+
+
+@clause("routes.models.lists-served")
+def test_models_lists_served(target: Target) -> None:
+    """GET /v1/models answers 200 with object list and a data list that holds the served model."""
+    ex, body = _models(target)
+    require(ex.status == 200, "GET /v1/models did not answer 200", expected=200, actual=ex.status, exchanges=ex)
+    require(isinstance(body, dict) and body.get("object") == "list", "GET /v1/models: object is not list",
+            expected="list", actual=body.get("object") if isinstance(body, dict) else ex.body_text[:200], exchanges=ex)
+    data = body.get("data")
+    require(isinstance(data, list) and bool(data), "GET /v1/models: data is not a non-empty list",
+            expected="non-empty list", actual=data, exchanges=ex)
+    ids = [m.get("id") for m in data if isinstance(m, dict)]
+    if target.config.model is not None:
+        require(target.config.model in ids, "GET /v1/models does not list the model under test",
+                expected=target.config.model, actual=ids, exchanges=ex)
+
+
+@clause("routes.models.entry")
+def test_models_entry(target: Target) -> None:
+    """Every /v1/models entry has a non-empty id, object model, an integer created and a string owned_by."""
+    ex, body = _models(target)
+    data = body.get("data") if isinstance(body, dict) else None
+    require(ex.status == 200 and isinstance(data, list) and bool(data), "GET /v1/models lists no entry",
+            actual=ex.body_text[:300], exchanges=ex)
+    for i, entry in enumerate(data):
+        entry = entry if isinstance(entry, dict) else {}
+        problems = []
+        if not (isinstance(entry.get("id"), str) and entry["id"].strip()):
+            problems.append(f"id {entry.get('id')!r}")
+        if entry.get("object") != "model":
+            problems.append(f"object {entry.get('object')!r}")
+        if not (isinstance(entry.get("created"), int) and not isinstance(entry.get("created"), bool)):
+            problems.append(f"created {entry.get('created')!r}")
+        if not isinstance(entry.get("owned_by"), str):
+            problems.append(f"owned_by {entry.get('owned_by')!r}")
+        require(not problems, f"/v1/models entry {i}: " + ", ".join(problems),
+                expected="id non-empty, object model, integer created, string owned_by", actual=entry, exchanges=ex)
+
+
+@clause("routes.health.ready")
+def test_health_ready(target: Target) -> None:
+    """GET /health answers 200 once the server answers chat requests."""
+    completion(target.chat(target.body(max_tokens=1)), "a chat request before GET /health")
+    ex = target.get("/health")
+    require(ex.status == 200, "GET /health did not answer 200 although chat requests are answered",
+            expected=200, actual=f"{ex.status} {ex.body_text[:200]}", exchanges=ex)
+
+
+def _model_route(target: Target) -> None:
+    if not target.model:
+        raise NotApplicable("no model id known (give --model, or list one at GET /v1/models)")
+
+
+@clause("routes.model-path.served")
+def test_model_path_served(target: Target, validate: Any) -> None:
+    """POST /models/{model_id}/v1/chat/completions with the served model answers 200 with a schema-valid chat completion."""
+    _model_route(target)
+    ex = target.chat(target.body(max_tokens=4), route="model")
+    validate("response", completion(ex, "the model route"), ex)
+
+
+@clause("routes.model-path.equivalent")
+def test_model_path_equivalent(target: Target) -> None:
+    """At temperature 0, both chat routes give the same content for the same request."""
+    _model_route(target)
+    body = target.body(max_tokens=12, temperature=0, messages=[{"role": "user", "content": "Name a city."}])
+    v1 = target.chat(body, headers={"x-use-cache": "false"})
+    by_model = target.chat(body, route="model", headers={"x-use-cache": "false"})
+    a, b = first_content(v1, "/v1/chat/completions"), first_content(by_model, "the model route")
+    require(a == b, "the two chat routes answer differently at temperature 0", expected=a, actual=b,
+            exchanges=(v1, by_model))

@@ -1,0 +1,328 @@
+"""Generation parameters: max_tokens, stop, seed, temperature, top_p, penalties, logit_bias.
+
+Statistical clauses compare outputs of the same prompt under two parameter settings with the same
+seeds, so a server that honours the parameter passes on any model while one that ignores it
+shows no difference (IGNORED for SHOULD clauses) or the wrong one (FAIL). Every request is sent
+with `x-use-cache: false`, so a response cache cannot fake reproducibility.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from conformance.client import Exchange, Target
+from conformance.config import SuiteConfig
+from conformance.registry import clause
+from conformance.verdicts import Fail, Ignored, NotApplicable, Unsupported, refused_clearly, require
+
+FRESH = {"x-use-cache": "false"}
+STORY = "Write a long story about a dragon who learns to fly."
+POEM = "Write a short poem about the sea."
+REPEAT = "List the word 'yes' twenty times."
+SENTENCE = "Write two sentences about the ocean."
+
+
+def _ask(target: Target, prompt: str, feature: str, **params: Any) -> Exchange:
+    """One fresh (uncached) request with a single user message; 200 + JSON object or Fail/Unsupported."""
+    body = target.body(messages=[{"role": "user", "content": prompt}], **params)
+    return target.ok(body, feature=feature, headers=FRESH)
+
+
+def _choice(ex: Exchange) -> dict[str, Any]:
+    """The first choice of a completion (Fail when there is none)."""
+    choices = ex.json.get("choices") if isinstance(ex.json, dict) else None
+    require(isinstance(choices, list) and bool(choices) and isinstance(choices[0], dict),
+            "the response holds no choice", expected="choices[0]", actual=ex.body_text[:300], exchanges=ex)
+    return choices[0]
+
+
+def _content(ex: Exchange) -> str:
+    """choices[0].message.content as a string ('' when null)."""
+    message = _choice(ex).get("message") or {}
+    content = message.get("content")
+    return content if isinstance(content, str) else ""
+
+
+def _finish(ex: Exchange) -> Any:
+    return _choice(ex).get("finish_reason")
+
+
+def _completion_tokens(ex: Exchange) -> int:
+    """usage.completion_tokens (NotApplicable when the target reports no usage)."""
+    usage = ex.json.get("usage")
+    if not isinstance(usage, dict) or not isinstance(usage.get("completion_tokens"), int):
+        raise NotApplicable("the response carries no usage.completion_tokens to count tokens with", exchanges=ex)
+    return usage["completion_tokens"]
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace-separated, case-folded words (the clauses' unit of repetition)."""
+    return text.casefold().split()
+
+
+def _repeated(text: str) -> int:
+    words = _words(text)
+    return len(words) - len(set(words))
+
+
+def _distinct_share(text: str) -> float:
+    words = _words(text)
+    return len(set(words)) / len(words) if words else 1.0
+
+
+# --- request.logit-bias -------------------------------------------------------------------------
+
+
+@clause("request.logit-bias.accepted-or-refused")
+def test_logit_bias_accepted_or_refused(target: Target) -> None:
+    """A request with logit_bias mapping a token id to a bias in [-100, 100] is answered 200 or refused with a 4xx error naming logit_bias."""
+    body = target.body(logit_bias={"15": 5, "16": -100, "17": 100}, max_tokens=4)
+    ex = target.chat(body, headers=FRESH)
+    if ex.status == 200:
+        require(isinstance(ex.json, dict), "200 without a JSON body", actual=ex.body_text[:300], exchanges=ex)
+        return
+    if refused_clearly(ex) and "logit_bias" in ex.body_text:
+        raise Unsupported(f"logit_bias refused with {ex.status}", exchanges=ex)
+    raise Fail("logit_bias is neither accepted (200) nor refused with a 4xx error naming logit_bias",
+               expected="200, or 4xx + envelope naming logit_bias", actual=f"{ex.status} {ex.body_text[:300]}",
+               exchanges=ex)
+
+
+# --- params.max-tokens --------------------------------------------------------------------------
+
+
+@clause("params.max-tokens.respected")
+def test_max_tokens_respected(target: Target) -> None:
+    """A response never holds more than max_tokens generated tokens, as counted by completion_tokens."""
+    for max_tokens in (1, 5, 12):
+        ex = _ask(target, STORY, "max_tokens", max_tokens=max_tokens, temperature=0)
+        used = _completion_tokens(ex)
+        require(used <= max_tokens, f"completion_tokens exceeds max_tokens {max_tokens}",
+                expected=f"<= {max_tokens}", actual=used, exchanges=ex)
+
+
+@clause("params.max-tokens.length-reported")
+def test_max_tokens_length_reported(target: Target) -> None:
+    """A generation cut off by max_tokens reports finish_reason length and completion_tokens equal to max_tokens."""
+    for max_tokens in (6, 3):
+        ex = _ask(target, STORY, "max_tokens", max_tokens=max_tokens, temperature=0)
+        used, finish = _completion_tokens(ex), _finish(ex)
+        if finish == "stop" and used < max_tokens:
+            continue  # the model ended on its own before the limit: not a cut-off generation
+        require(finish == "length", f"a generation cut off at max_tokens {max_tokens} must report length",
+                expected="finish_reason length", actual=f"finish_reason {finish!r}, completion_tokens {used}",
+                exchanges=ex)
+        require(used == max_tokens, "a generation cut off by max_tokens must use exactly max_tokens tokens",
+                expected=max_tokens, actual=used, exchanges=ex)
+        return
+    raise NotApplicable("the model ended every generation before max_tokens; nothing was cut off")
+
+
+# --- params.stop ----------------------------------------------------------------------------------
+
+
+class StopCase:
+    """A greedy baseline, a stop sequence taken from its middle, and the text expected before it."""
+
+    def __init__(self, baseline: Exchange, stop: str, expected: str) -> None:
+        self.baseline = baseline
+        self.stop = stop
+        self.expected = expected
+
+
+def _pick_stop(text: str) -> tuple[str, str] | None:
+    """A word from the middle of text (first occurring after position 0) and the text before it."""
+    words = [w for w in text.split() if w.isprintable()]
+    for word in words[len(words) // 3:] + words[: len(words) // 3]:
+        at = text.find(word)
+        if at > 0 and len(word) >= 2 and text[:at].strip():
+            return word, text[:at]
+    return None
+
+
+@pytest.fixture(scope="module")
+def stop_case(target: Target) -> StopCase:
+    """Greedy baseline without stop; the stop sequence is a word the baseline generates."""
+    baseline = _ask(target, SENTENCE, "stop", max_tokens=32, temperature=0)
+    picked = _pick_stop(_content(baseline))
+    if picked is None:
+        raise NotApplicable("the greedy baseline holds no word to use as a stop sequence", exchanges=baseline)
+    return StopCase(baseline, picked[0], picked[1])
+
+
+@clause("params.stop.ends-generation")
+def test_stop_ends_generation(target: Target, stop_case: StopCase) -> None:
+    """When the output would contain a stop sequence, generation ends there and finish_reason is stop."""
+    ex = _ask(target, SENTENCE, "stop", max_tokens=32, temperature=0, stop=[stop_case.stop])
+    content = _content(ex)
+    require(_finish(ex) == "stop", f"generation that reached stop sequence {stop_case.stop!r} must report stop",
+            expected="finish_reason stop", actual=_finish(ex), exchanges=(stop_case.baseline, ex))
+    # Greedy decoding repeats the baseline up to the stop; some servers trim trailing whitespace.
+    require(content.rstrip() == stop_case.expected.rstrip(),
+            f"generation must end where the baseline first produced {stop_case.stop!r}",
+            expected=stop_case.expected, actual=content, exchanges=(stop_case.baseline, ex))
+
+
+@clause("params.stop.excluded-from-output")
+def test_stop_excluded_from_output(target: Target, stop_case: StopCase) -> None:
+    """The returned content contains none of the stop sequences."""
+    stops = [stop_case.stop, "zzqx-never"]
+    ex = _ask(target, SENTENCE, "stop", max_tokens=32, temperature=0, stop=stops)
+    content = _content(ex)
+    found = [s for s in stops if s in content]
+    require(not found, "the content contains a stop sequence", expected=f"no {stops}", actual=content,
+            exchanges=(stop_case.baseline, ex))
+
+
+@clause("params.stop.string-accepted")
+def test_stop_string_accepted(target: Target, stop_case: StopCase) -> None:
+    """A stop given as a single string instead of a list is accepted and behaves as a list of that one string."""
+    as_list = _ask(target, SENTENCE, "stop", max_tokens=32, temperature=0, stop=[stop_case.stop])
+    as_string = _ask(target, SENTENCE, "stop as a string", max_tokens=32, temperature=0, stop=stop_case.stop)
+    require((_content(as_string), _finish(as_string)) == (_content(as_list), _finish(as_list)),
+            "stop as a string must behave as a one-item list",
+            expected=(_content(as_list), _finish(as_list)), actual=(_content(as_string), _finish(as_string)),
+            exchanges=(as_list, as_string))
+
+
+# --- params.seed / temperature / top_p -------------------------------------------------------------
+
+
+def _seeds(config: SuiteConfig, count: int = 5) -> list[int]:
+    return [config.seed + i for i in range(count)]
+
+
+@clause("params.seed.reproducible")
+def test_seed_reproducible(target: Target, suite_config: SuiteConfig) -> None:
+    """Two identical requests with the same seed at temperature 1 yield identical content."""
+    first = _ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=suite_config.seed)
+    second = _ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=suite_config.seed)
+    if _content(first) != _content(second):
+        raise Ignored("the same seed at temperature 1 gave different content: the seed has no effect",
+                      expected=_content(first), actual=_content(second), exchanges=(first, second))
+
+
+@clause("params.seed.varies")
+def test_seed_varies(target: Target, suite_config: SuiteConfig) -> None:
+    """Among requests at temperature 1 that differ only in seed (five seeds), at least two contents differ."""
+    exchanges = [_ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=s) for s in _seeds(suite_config)]
+    contents = {_content(ex) for ex in exchanges}
+    if len(contents) < 2:
+        raise Ignored("five different seeds at temperature 1 all gave the same content: the seed has no effect",
+                      expected=">= 2 distinct contents", actual=sorted(contents), exchanges=exchanges)
+
+
+@clause("params.temperature.zero-repeatable")
+def test_temperature_zero_repeatable(target: Target) -> None:
+    """Two identical requests at temperature 0 yield identical content."""
+    first = _ask(target, POEM, "temperature", max_tokens=24, temperature=0)
+    second = _ask(target, POEM, "temperature", max_tokens=24, temperature=0)
+    require(_content(first) == _content(second), "temperature 0 gave different content for the same request",
+            expected=_content(first), actual=_content(second), exchanges=(first, second))
+
+
+@clause("params.temperature.higher-more-diverse")
+def test_temperature_higher_more_diverse(target: Target, suite_config: SuiteConfig) -> None:
+    """Over the same five seeds, temperature 1.5 yields at least as many distinct contents as temperature 0.1."""
+    seeds = _seeds(suite_config)
+    cold = [_ask(target, POEM, "temperature", max_tokens=12, temperature=0.1, seed=s) for s in seeds]
+    hot = [_ask(target, POEM, "temperature", max_tokens=12, temperature=1.5, seed=s) for s in seeds]
+    n_cold, n_hot = len({_content(e) for e in cold}), len({_content(e) for e in hot})
+    require(n_hot >= n_cold, "temperature 1.5 gave fewer distinct contents than temperature 0.1",
+            expected=f">= {n_cold} distinct", actual=n_hot, exchanges=cold + hot)
+    if n_hot == 1 and [_content(e) for e in hot] == [_content(e) for e in cold]:
+        raise Ignored("temperature 1.5 and 0.1 gave one and the same content for five seeds",
+                      expected="more diversity at 1.5", actual=_content(hot[0]), exchanges=cold + hot)
+
+
+def _confident_prefix(greedy: Exchange) -> str | None:
+    """The greedy content up to the first token whose probability is below 0.01, from the logprobs.
+
+    top_p 0.01 keeps only the most likely token exactly where that token holds at least 1% of the
+    mass; on a flat distribution (e.g. random weights) the nucleus is wider and the clause's
+    premise does not hold from that token on. None when the target gave no usable logprobs.
+    """
+    logprobs = _choice(greedy).get("logprobs")
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    prefix = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("logprob"), int | float):
+            return None
+        if entry["logprob"] < math.log(0.01):
+            break
+        prefix.append(str(entry.get("token", "")))
+    return "".join(prefix)
+
+
+@clause("params.top-p.narrows")
+def test_top_p_narrows(target: Target, suite_config: SuiteConfig) -> None:
+    """At temperature 1, a top_p of 0.01 yields the same content as temperature 0 for every seed tried."""
+    body = target.body(messages=[{"role": "user", "content": POEM}], max_tokens=12, temperature=0, logprobs=True)
+    greedy = target.chat(body, headers=FRESH)
+    if greedy.status != 200 or not isinstance(greedy.json, dict):  # no logprobs here: compare whole contents
+        greedy = _ask(target, POEM, "temperature", max_tokens=12, temperature=0)
+    expected = _content(greedy)
+    confident = _confident_prefix(greedy)
+    if confident is not None and confident != expected:
+        if not confident:
+            raise NotApplicable("the greedy first token holds under 1% of the mass: top_p 0.01 need not be greedy",
+                                exchanges=greedy)
+        expected = confident  # compare only where the premise holds
+    for seed in _seeds(suite_config, 3):
+        ex = _ask(target, POEM, "top_p", max_tokens=12, temperature=1.0, top_p=0.01, seed=seed)
+        if not _content(ex).startswith(expected):
+            raise Ignored(f"top_p 0.01 at temperature 1 (seed {seed}) differs from greedy: top_p has no effect",
+                          expected=expected, actual=_content(ex), exchanges=(greedy, ex))
+
+
+# --- params.*-penalty -------------------------------------------------------------------------------
+
+
+@clause("params.frequency-penalty.reduces-repetition")
+def test_frequency_penalty_reduces_repetition(target: Target) -> None:
+    """At temperature 0, frequency_penalty 2.0 yields no more repeated words (whitespace-separated, case-folded) than frequency_penalty 0 for the same prompt and max_tokens."""
+    plain = _ask(target, REPEAT, "frequency_penalty", max_tokens=40, temperature=0, frequency_penalty=0)
+    penal = _ask(target, REPEAT, "frequency_penalty", max_tokens=40, temperature=0, frequency_penalty=2.0)
+    before, after = _repeated(_content(plain)), _repeated(_content(penal))
+    require(after <= before, "frequency_penalty 2.0 gave more repeated words than 0",
+            expected=f"<= {before}", actual=after, exchanges=(plain, penal))
+    if before > 0 and _content(plain) == _content(penal):
+        raise Ignored(f"frequency_penalty 2.0 left a repetitive output ({before} repeated words) unchanged",
+                      expected="fewer repetitions", actual=_content(penal), exchanges=(plain, penal))
+
+
+@clause("params.presence-penalty.reduces-repetition")
+def test_presence_penalty_reduces_repetition(target: Target) -> None:
+    """At temperature 0, presence_penalty 2.0 yields at least as large a share of distinct words (whitespace-separated, case-folded) as presence_penalty 0 for the same prompt and max_tokens."""
+    plain = _ask(target, REPEAT, "presence_penalty", max_tokens=40, temperature=0, presence_penalty=0)
+    penal = _ask(target, REPEAT, "presence_penalty", max_tokens=40, temperature=0, presence_penalty=2.0)
+    before, after = _distinct_share(_content(plain)), _distinct_share(_content(penal))
+    require(after >= before, "presence_penalty 2.0 gave a smaller share of distinct words than 0",
+            expected=f">= {before:.3f}", actual=round(after, 3), exchanges=(plain, penal))
+    if before < 1.0 and _content(plain) == _content(penal):
+        raise Ignored("presence_penalty 2.0 left a repetitive output unchanged",
+                      expected="a larger share of distinct words", actual=_content(penal), exchanges=(plain, penal))
+
+
+@clause("params.penalties.negative-accepted")
+def test_penalties_negative_accepted(target: Target) -> None:
+    """frequency_penalty and presence_penalty values anywhere in [-2.0, 2.0], negative ones included, are accepted."""
+    for name in ("frequency_penalty", "presence_penalty"):
+        for value in (-2.0, -0.5, 0.5, 2.0):
+            ex = target.chat(target.body(max_tokens=4, **{name: value}), headers=FRESH)
+            require(ex.status == 200, f"{name} {value} must be accepted", expected=200, actual=ex.status,
+                    exchanges=ex)
+
+
+@clause("params.sampling.bounds-accepted")
+def test_sampling_bounds_accepted(target: Target) -> None:
+    """The boundary values temperature 0 and 2 and top_p 1 are accepted and answered 200."""
+    for params in ({"temperature": 0}, {"temperature": 2}, {"top_p": 1}, {"temperature": 2, "top_p": 1}):
+        ex = target.chat(target.body(max_tokens=4, seed=1, **params), headers=FRESH)
+        require(ex.status == 200, f"boundary value {params} must be answered 200", expected=200,
+                actual=ex.status, exchanges=ex)

@@ -1,0 +1,111 @@
+"""The embedded target: the mock provider started as a subprocess (never imported) for one run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+DEFAULT_MOCK_MODEL = "smollm2"
+# Seconds the embedded mock reports itself as loading after start, so the loading clauses
+# (503, estimated_time, x-wait-for-model) are observable even with a model that loads instantly.
+DEFAULT_LOAD_DELAY = 2.0
+
+
+class EmbeddedStartError(RuntimeError):
+    """The embedded mock did not start: a suite-side error."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedMock:
+    """A running `python -m mock_server` child process and its base URL."""
+
+    model: str = DEFAULT_MOCK_MODEL
+    api_key: str | None = None
+    load_delay: float = DEFAULT_LOAD_DELAY
+    start_timeout: float = 600.0
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        """The mock's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        """The child's command line."""
+        cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", str(self.port),
+               "--model", self.model, "--load-delay", str(self.load_delay), "--log-level", "warning"]
+        return cmd + self.extra_args  # the API key travels in the environment, not on a visible command line
+
+    def start(self) -> str:
+        """Start the child, wait until /health answers HTTP (any status), return the base URL."""
+        self.port = self.port or free_port()
+        # The child reads CHATCONFORM_* too (e.g. CHATCONFORM_MODEL means something else there):
+        # give it only the explicit flags.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATCONFORM_")}
+        if self.api_key:
+            env["CHATCONFORM_API_KEY"] = self.api_key
+        handle, name = tempfile.mkstemp(prefix="chatconform-mock-", suffix=".log")
+        self.log_path = Path(name)
+        with os.fdopen(handle, "wb") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedStartError(
+                    f"the embedded mock exited with status {self.process.returncode} before answering; "
+                    f"log: {self.log_path}\n{self.log_tail()}")
+            try:
+                httpx.get(self.base_url + "/health", timeout=2.0)
+                return self.base_url
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise EmbeddedStartError(f"the embedded mock did not answer within {self.start_timeout:g} s; log: {self.log_path}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the child's log."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop the child: SIGTERM, then SIGKILL after 10 s. Safe to call twice."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # its own session: the child and anything it spawned
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> "EmbeddedMock":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

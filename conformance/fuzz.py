@@ -1,0 +1,340 @@
+"""Fuzzing /v1/chat/completions with schemathesis, generated from spec/openapi.yaml.
+
+Two phases, each first schemathesis' coverage cases (deterministic: boundary and example values,
+one property at a time) and then a Hypothesis run seeded with SuiteConfig.seed and `fuzz_budget`
+random examples:
+
+* positive: schema-valid requests; each must get 2xx with a spec-valid body (a stream: a valid SSE
+  stream, checked by the `chatconform_sse_stream` schemathesis check registered below) or a 4xx
+  status documented for the operation with an error envelope;
+* negative: schema-invalid requests; each must get a 4xx.
+
+In both, every status must be one the operation documents. A case is judged by what is actually
+sent: after clamping (max_tokens <= 8, n <= 2, so generation stays cheap) the body is validated
+against the spec again, and a body that turned out valid is held to the positive rules.
+
+A failing random case makes Hypothesis shrink it (its minimal example is replayed last); per clause
+the shortest failing request is kept as the finding, with its exchange and a curl line.
+The requests go through the suite's own `Target` (pacing, auth, evidence); schemathesis generates
+the cases and runs the registered stream check on the answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from schemathesis import GenerationMode
+from schemathesis.core import NOT_SET
+from schemathesis.core.failures import FailureGroup
+
+from conformance.client import Exchange, Target
+from conformance.config import SuiteConfig
+from conformance.sse import DONE, parse_sse
+from spec import schemas
+
+PATH = "/v1/chat/completions"
+MAX_TOKENS = 8
+MAX_N = 2
+COVERAGE_FACTOR = 2  # coverage cases per phase: at most this many times fuzz_budget
+VALID = "fuzz.valid.accepted"
+INVALID = "fuzz.invalid.refused"
+DOCUMENTED = "fuzz.status.documented"
+# Header parameters are fixed, so the generated variation (and the negative mutations) is the body's.
+FIXED_HEADERS = {"x-use-cache": "false", "x-wait-for-model": "false"}
+
+
+@dataclass(frozen=True)
+class FuzzFinding:
+    """One broken clause: the minimal reproducing exchange, what was wrong, and a curl line."""
+
+    clause_id: str
+    phase: str
+    message: str
+    exchange: Exchange
+
+    @property
+    def curl(self) -> str:
+        return self.exchange.curl()
+
+
+@dataclass
+class PhaseResult:
+    """What one phase sent and got: example count, statuses seen, findings (one per clause)."""
+
+    phase: str
+    examples: int = 0
+    streams_checked: int = 0  # 200 streams validated by the chatconform_sse_stream check
+    statuses: Counter[int] = field(default_factory=Counter)
+    findings: dict[str, FuzzFinding] = field(default_factory=dict)
+    error: str | None = None  # a suite-side error (generation failed), not a target failure
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary (statuses and findings with their curl lines)."""
+        return {
+            "phase": self.phase, "examples": self.examples, "streams_checked": self.streams_checked,
+            "error": self.error,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "findings": {cid: {"message": f.message, "curl": f.curl} for cid, f in self.findings.items()},
+        }
+
+
+@dataclass
+class FuzzReport:
+    """Both phases of one fuzz run."""
+
+    positive: PhaseResult
+    negative: PhaseResult
+
+    def findings(self, clause_id: str) -> list[FuzzFinding]:
+        """The findings for one clause across both phases."""
+        return [p.findings[clause_id] for p in (self.positive, self.negative) if clause_id in p.findings]
+
+    @property
+    def examples(self) -> int:
+        return self.positive.examples + self.negative.examples
+
+
+class _Broken(AssertionError):
+    """A case broke a clause; Hypothesis shrinks each subclass separately."""
+
+    clause_id = ""
+
+
+class _ValidNotAccepted(_Broken):
+    clause_id = VALID
+
+
+class _InvalidNotRefused(_Broken):
+    clause_id = INVALID
+
+
+class _Undocumented(_Broken):
+    clause_id = DOCUMENTED
+
+
+# --- the stream state machine as a schemathesis check ---------------------------------------------
+
+
+def stream_problems(raw: bytes) -> list[str]:
+    """What is wrong with an SSE body of a chat completion stream (empty when it is conforming)."""
+    parse = parse_sse(raw)
+    problems = [f"framing: {line!r}" for line in parse.framing_errors[:5]]
+    if parse.error_event is not None:
+        problems.append(f"error event in a 200 stream: {json.dumps(parse.error_event)[:200]}")
+    problems += [f"data event is not JSON: {event[:100]!r}" for event in parse.non_json_events[:5]]
+    if not parse.done:
+        problems.append("the stream does not end with data: [DONE]")
+    elif parse.data and parse.data[-1] != DONE:
+        problems.append("data: [DONE] is not the last event")
+    if parse.after_done:
+        problems.append(f"lines after [DONE]: {parse.after_done[:3]!r}")
+    ids, finishes = set(), Counter()
+    for i, chunk in enumerate(parse.chunks):
+        for violation in schemas.validate("chunk", chunk)[:3]:
+            problems.append(f"chunk {i}: {violation.message}")
+        ids.add(chunk.get("id"))
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
+                finishes[choice.get("index")] += 1
+    if len(ids) > 1:
+        problems.append(f"chunk ids differ within one stream: {sorted(map(str, ids))[:3]}")
+    problems += [f"choice {index} reports finish_reason {n} times" for index, n in finishes.items() if n != 1]
+    if parse.chunks and not finishes:
+        problems.append("no chunk reports a finish_reason")
+    return problems
+
+
+@schemathesis.check
+def chatconform_sse_stream(ctx: schemathesis.CheckContext, response: schemathesis.Response,
+                           case: schemathesis.Case) -> bool | None:
+    """A 200 answer to a request with stream true is a conforming SSE chat completion stream."""
+    if not (isinstance(case.body, dict) and case.body.get("stream") is True) or response.status_code != 200:
+        return None
+    problems = stream_problems(response.content)
+    if problems:
+        raise AssertionError("invalid chat completion stream: " + "; ".join(problems[:8]))
+    return True
+
+
+# --- running the phases ----------------------------------------------------------------------------
+
+
+def documented_statuses() -> frozenset[int]:
+    """The statuses spec/openapi.yaml lists for POST /v1/chat/completions."""
+    responses = schemas.openapi()["paths"][PATH]["post"]["responses"]
+    return frozenset(int(code) for code in responses if code.isdigit())
+
+
+def clamp(body: Any) -> Any:
+    """Keep generation cheap without repairing invalid values: cap valid max_tokens and n, add max_tokens."""
+    if not isinstance(body, dict):
+        return body
+    body = dict(body)
+    tokens = body.get("max_tokens", None)
+    if "max_tokens" not in body or tokens is None:
+        body["max_tokens"] = MAX_TOKENS
+    elif _is_number(tokens) and tokens > MAX_TOKENS:
+        body["max_tokens"] = MAX_TOKENS
+    n = body.get("n")
+    if _is_number(n) and n > MAX_N:
+        body["n"] = MAX_N
+    return body
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _encode(body: Any) -> bytes:
+    """The bytes to send: raw bytes as generated, nothing for a missing body, else JSON."""
+    if body is NOT_SET:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8", errors="surrogatepass")
+    return json.dumps(body).encode("utf-8", errors="surrogatepass")
+
+
+def _envelope(ex: Exchange) -> bool:
+    return isinstance(ex.json, dict) and not schemas.validate("error", ex.json)
+
+
+def _as_httpx(ex: Exchange) -> httpx.Response:
+    """The exchange as an httpx response, for schemathesis' check runner."""
+    request = httpx.Request(ex.method, ex.url, headers=ex.request_headers,
+                            content=(ex.request_body or "").encode("utf-8", errors="replace"))
+    response = httpx.Response(ex.status, headers=ex.headers, content=ex.body_text.encode("utf-8"), request=request)
+    response.elapsed = timedelta(seconds=ex.elapsed_s)
+    return response
+
+
+def judge(case: schemathesis.Case, ex: Exchange, body_valid: bool, documented: frozenset[int]) -> _Broken | None:
+    """The first clause the answer breaks (as the exception to raise), or None."""
+    if ex.status not in documented:
+        return _Undocumented(f"status {ex.status} is not documented for POST {PATH} ({sorted(documented)})")
+    if not body_valid:
+        if 400 <= ex.status < 500:
+            return None
+        return _InvalidNotRefused(f"a schema-invalid request got {ex.status}, expected a 4xx")
+    if 200 <= ex.status < 300:
+        if isinstance(case.body, dict) and case.body.get("stream") is True:
+            try:
+                case.validate_response(_as_httpx(ex), checks=[chatconform_sse_stream])
+            except (AssertionError, FailureGroup) as exc:  # the check failed (schemathesis names it)
+                return _ValidNotAccepted(f"2xx stream fails chatconform_sse_stream: {str(exc)[:600]}")
+            return None
+        if not isinstance(ex.json, dict):
+            return _ValidNotAccepted(f"2xx without a JSON body: {ex.body_text[:200]!r}")
+        violations = schemas.validate("response", ex.json)
+        if violations:
+            return _ValidNotAccepted("2xx body breaks the ChatCompletion schema: "
+                                     + "; ".join(v.message for v in violations[:5]))
+        return None
+    if 400 <= ex.status < 500:
+        if _envelope(ex):
+            return None
+        return _ValidNotAccepted(f"a schema-valid request got {ex.status} without a spec-valid error envelope")
+    return _ValidNotAccepted(f"a schema-valid request got {ex.status}, expected 2xx or a documented 4xx")
+
+
+def _coverage_cases(schema: Any, mode: GenerationMode, limit: int) -> list[schemathesis.Case]:
+    """Up to `limit` of schemathesis' coverage cases for POST /v1/chat/completions (deterministic).
+
+    The coverage phase varies one property at a time (boundary, example and, in negative mode,
+    wrong-type values). Under the limit, cases are taken round-robin over the sets of top-level
+    fields they hold, so that every property is tried before any is tried twice.
+    """
+    operation = schema[PATH]["POST"]
+    cases = schema.iter_coverage_cases(operation, generation_modes=[mode],
+                                       generation_config=schema.config.generation_for(operation=operation))
+    groups: dict[Any, list[schemathesis.Case]] = {}
+    for case in cases:
+        if case.method.upper() != "POST":  # the coverage phase also tries other methods; not these clauses'
+            continue
+        key = tuple(sorted(case.body)) if isinstance(case.body, dict) else type(case.body).__name__
+        groups.setdefault(key, []).append(case)
+    chosen: list[schemathesis.Case] = []
+    queues = list(groups.values())
+    while queues and len(chosen) < limit:
+        chosen += [queue.pop(0) for queue in queues][: limit - len(chosen)]
+        queues = [queue for queue in queues if queue]
+    return chosen
+
+
+class _Phase:
+    """Sends cases, judges the answers and keeps the smallest failing request per clause."""
+
+    def __init__(self, target: Target, name: str) -> None:
+        self.target = target
+        self.result = PhaseResult(name)
+        self.documented = documented_statuses()
+
+    def send(self, case: schemathesis.Case) -> _Broken | None:
+        """Send one case (clamped) and return the clause it broke, if any (recorded as a finding)."""
+        body = clamp(case.body)
+        case.body = body
+        ex = self.target.chat(raw=_encode(body), headers=dict(FIXED_HEADERS))
+        result = self.result
+        result.examples += 1
+        result.statuses[ex.status] += 1
+        valid = isinstance(body, dict) and not schemas.validate("request", body)
+        broken = judge(case, ex, valid, self.documented)
+        if valid and ex.status == 200 and body.get("stream") is True:
+            result.streams_checked += 1
+        if broken is not None:
+            kept = result.findings.get(broken.clause_id)
+            # Hypothesis replays its minimal example last; across cases keep the shortest request.
+            if kept is None or len(ex.request_body or "") <= len(kept.exchange.request_body or ""):
+                result.findings[broken.clause_id] = FuzzFinding(broken.clause_id, result.phase, str(broken), ex)
+        return broken
+
+
+def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> PhaseResult:
+    """Run one phase: coverage cases (up to 2 x fuzz_budget), then `fuzz_budget` seeded random examples."""
+    phase = _Phase(target, "positive" if mode == GenerationMode.POSITIVE else "negative")
+    schema = schemathesis.openapi.from_dict(schemas.openapi(), config=schemathesis.Config())
+    strategy = schema[PATH]["POST"].as_strategy(generation_mode=mode, headers=dict(FIXED_HEADERS))
+
+    @seed(config.seed)
+    @settings(max_examples=config.fuzz_budget, database=None, deadline=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
+              report_multiple_bugs=True, print_blob=False)
+    @given(case=strategy)
+    def one(case: schemathesis.Case) -> None:
+        broken = phase.send(case)
+        if broken is not None:
+            raise broken  # Hypothesis shrinks it
+
+    try:
+        for case in _coverage_cases(schema, mode, COVERAGE_FACTOR * config.fuzz_budget):
+            phase.send(case)
+        one()
+    except _Broken:
+        pass
+    except BaseExceptionGroup as group:  # several distinct bugs: each was shrunk and recorded
+        rest = group.subgroup(lambda e: not isinstance(e, _Broken))
+        if rest is not None:
+            phase.result.error = f"{type(rest).__name__}: {rest}"
+    except Exception as exc:  # noqa: BLE001 - a generation or transport problem on the suite's side
+        phase.result.error = f"{type(exc).__name__}: {exc}"
+    return phase.result
+
+
+def run_fuzz(target: Target, config: SuiteConfig) -> FuzzReport:
+    """Run the positive then the negative phase against the target."""
+    return FuzzReport(run_phase(target, config, GenerationMode.POSITIVE),
+                      run_phase(target, config, GenerationMode.NEGATIVE))
+
+
+__all__ = [
+    "FuzzFinding", "FuzzReport", "PhaseResult", "chatconform_sse_stream", "clamp", "documented_statuses",
+    "judge", "run_fuzz", "run_phase", "stream_problems",
+]

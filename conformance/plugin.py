@@ -1,0 +1,274 @@
+"""The pytest plugin: options, clause selection, verdict mapping, result collection and reports.
+
+Loaded through the `pytest11` entry point (`chatconform = conformance.plugin`), it stays inert in
+a session that collects no `@clause` check. Two options differ from the CLI's names because
+pytest and pytest-timeout already own them: `--strict-should` (CLI `--strict`) and
+`--request-timeout` (CLI `--timeout`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.client import Target, TargetUnreachable
+from conformance.config import ConfigError, PROFILES, SuiteConfig, load_config
+from conformance.gate import ExpectFileError, read_expect
+from conformance.registry import clause_of, lookup
+from conformance.results import CheckResult, clause_results, results_document
+from conformance.verdicts import CheckOutcome, Fail, Verdict, refused_clearly
+from spec.clauses import Level
+
+STATE_KEY = pytest.StashKey["RunState"]()
+# option dest -> SuiteConfig field
+_OPTIONS = {
+    "cc_base_url": "base_url", "cc_api_key": "api_key", "cc_model": "model", "cc_dialect": "dialect",
+    "cc_profile": "profile", "cc_clause": "clause_prefixes", "cc_strict": "strict",
+    "cc_timeout": "timeout", "cc_concurrency": "concurrency", "cc_delay": "delay", "cc_seed": "seed",
+    "cc_fuzz_budget": "fuzz_budget", "cc_report_dir": "report_dir", "cc_expect": "expect_file",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The suite's options (each also read from CHATCONFORM_<NAME>)."""
+    group = parser.getgroup("chatconform", "chatconform conformance suite")
+    group.addoption("--base-url", dest="cc_base_url", help="target base URL (without /v1)")
+    group.addoption("--api-key", dest="cc_api_key", help="bearer token (env CHATCONFORM_API_KEY)")
+    group.addoption("--model", dest="cc_model", help="model id sent in requests")
+    group.addoption("--dialect", dest="cc_dialect", choices=("hf", "openai"), help="response_format/error dialect")
+    group.addoption("--profile", dest="cc_profile", choices=sorted(PROFILES), help="named set of clause groups")
+    group.addoption("--clause", dest="cc_clause", action="append", default=[], help="clause ID prefix (repeatable)")
+    group.addoption("--strict-should", dest="cc_strict", action="store_true", default=False,
+                    help="treat SHOULD clauses as MUST")
+    group.addoption("--request-timeout", dest="cc_timeout", type=float, help="per-request and stream stall timeout (s)")
+    group.addoption("--concurrency", dest="cc_concurrency", type=int, help="accepted; checks run one at a time")
+    group.addoption("--delay", dest="cc_delay", type=float, help="seconds between requests")
+    group.addoption("--seed", dest="cc_seed", type=int, help="seed of every random choice (default 1234)")
+    group.addoption("--fuzz-budget", dest="cc_fuzz_budget", type=int, help="fuzz examples per operation")
+    group.addoption("--report-dir", dest="cc_report_dir", help="where to write reports")
+    group.addoption("--expect", dest="cc_expect", help="file of clause IDs known to fail")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the clause marker and the run state."""
+    config.addinivalue_line("markers", "clause(id): the spec clause a conformance check verifies")
+    config.stash[STATE_KEY] = RunState(config)
+
+
+@dataclass
+class RunState:
+    """Everything one pytest session of the suite accumulates."""
+
+    pytest_config: pytest.Config
+    _config: SuiteConfig | None = None
+    _target: Target | None = None
+    active: bool = False
+    checks: dict[str, list[CheckResult]] = field(default_factory=dict)
+    expected: frozenset[str] = frozenset()
+    started: float = field(default_factory=time.time)
+    unreachable: str | None = None
+    report_dir: Path | None = None
+    document: dict[str, Any] | None = None
+
+    @property
+    def config(self) -> SuiteConfig:
+        """The SuiteConfig, built on first use from options, then environment, then defaults."""
+        if self._config is None:
+            opts = {field_name: self.pytest_config.getoption(dest) for dest, field_name in _OPTIONS.items()}
+            opts["clause_prefixes"] = tuple(opts["clause_prefixes"] or ())
+            try:
+                self._config = load_config(opts)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"chatconform: {exc}") from None
+        return self._config
+
+    def target(self) -> Target:
+        """The session's Target (created on first use)."""
+        if self.unreachable:
+            pytest.exit(f"chatconform: target unreachable: {self.unreachable}", returncode=2)
+        if self._target is None:
+            try:
+                self._target = Target(self.config)
+                self._target.observe_loading()
+            except TargetUnreachable as exc:
+                self.unreachable = str(exc)
+                pytest.exit(f"chatconform: target unreachable: {exc}", returncode=2)
+        return self._target
+
+
+def session_state(config: pytest.Config) -> RunState:
+    """The RunState of a pytest session."""
+    return config.stash[STATE_KEY]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the checks whose clause the profile and --clause prefixes select; deselect the rest."""
+    checks = [item for item in items if clause_of(item) is not None]
+    if not checks:
+        return
+    state = session_state(config)
+    state.active = True
+    suite = state.config  # raises a usage error naming the problem (e.g. no base URL)
+    if suite.expect_file is not None:
+        try:
+            state.expected = read_expect(suite.expect_file)
+        except ExpectFileError as exc:
+            raise pytest.UsageError(f"chatconform: {exc}") from None
+    selected = {c.id for c in suite.selected_clauses()}
+    keep, drop = [], []
+    for item in items:
+        cid = clause_of(item)
+        (drop if cid is not None and cid not in selected else keep).append(item)
+    # Checks run in catalogue order within their module already; keep pytest's order.
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember when the run started."""
+    session_state(session.config).started = time.time()
+
+
+def verdict_for(outcome: BaseException, level: Level, strict: bool) -> Verdict:
+    """Map what a check raised to a verdict, given its clause's level and --strict."""
+    if isinstance(outcome, Fail):
+        if level is Level.SHOULD and not strict:
+            return Verdict.WARN
+        if level is Level.MAY:
+            statuses = [ex.status for ex in outcome.exchanges]
+            accepted = any(200 <= s < 300 for s in statuses)
+            if statuses and not accepted and refused_clearly(outcome.exchanges[-1]):
+                return Verdict.UNSUPPORTED  # an optional feature, refused clearly
+        return Verdict.FAIL
+    if isinstance(outcome, CheckOutcome):
+        return outcome.verdict
+    if isinstance(outcome, AssertionError):
+        return Verdict.FAIL if level is Level.MUST or strict else Verdict.WARN
+    return Verdict.ERROR
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Turn a check's outcome into a verdict, record it, and shape the pytest report to match."""
+    report = yield
+    cid = clause_of(item)
+    if cid is None:
+        return report
+    state = session_state(item.config)
+    clause = lookup(cid)
+    strict = state.config.strict
+    record: CheckResult | None = None
+    if call.when == "call":
+        if call.excinfo is None:
+            record = CheckResult(item.nodeid, Verdict.PASS, duration_s=call.duration)
+        else:
+            exc = call.excinfo.value
+            verdict = verdict_for(exc, clause.level, strict)
+            if isinstance(exc, TargetUnreachable):
+                state.unreachable = str(exc)
+                item.session.shouldstop = f"chatconform: target unreachable: {exc}"
+            record = _record(item.nodeid, verdict, exc, call.duration)
+            if isinstance(exc, pytest.skip.Exception):
+                record = CheckResult(item.nodeid, Verdict.SKIPPED, message=str(exc.msg), duration_s=call.duration)
+            _shape(report, record, cid, state.expected)
+    elif call.excinfo is not None and report.outcome != "passed":
+        exc = call.excinfo.value
+        if isinstance(exc, pytest.skip.Exception):
+            record = CheckResult(item.nodeid, Verdict.SKIPPED, message=str(exc.msg))
+        elif isinstance(exc, CheckOutcome):
+            record = _record(item.nodeid, verdict_for(exc, clause.level, strict), exc, call.duration)
+            _shape(report, record, cid, state.expected)
+        else:
+            record = _record(item.nodeid, Verdict.ERROR, exc, call.duration)
+    if record is not None:
+        report.user_properties.append(("chatconform_verdict", str(record.verdict)))
+        state.checks.setdefault(cid, []).append(record)
+    return report
+
+
+def _record(nodeid: str, verdict: Verdict, exc: BaseException, duration: float) -> CheckResult:
+    if isinstance(exc, CheckOutcome):
+        return CheckResult(nodeid, verdict, exc.message, exc.expected, exc.actual, duration, exc.evidence())
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return CheckResult(nodeid, verdict, text[:2000], duration_s=duration)
+
+
+def _shape(report: pytest.TestReport, record: CheckResult, cid: str, expected: frozenset[str]) -> None:
+    """PASS/WARN pass; UNSUPPORTED/IGNORED/SKIPPED skip with the verdict in the reason; FAIL/ERROR fail."""
+    verdict = record.verdict
+    summary = f"{verdict} {cid}: {record.message}"
+    if record.expected is not None or record.actual is not None:
+        summary += f"\n  expected: {record.expected!r}\n  actual:   {record.actual!r}"
+    if verdict in (Verdict.FAIL, Verdict.ERROR):
+        if cid in expected:
+            report.outcome = "skipped"
+            report.wasxfail = f"expected failure of {cid}: {record.message}"
+            return
+        report.outcome = "failed"
+        report.longrepr = summary + "".join(f"\n  reproduce: {e.get('curl', '')}" for e in record.evidence[:2])
+    elif verdict in (Verdict.PASS, Verdict.WARN):
+        report.outcome = "passed"
+        report.longrepr = None
+        if verdict is Verdict.WARN:
+            report.sections.append(("chatconform", summary))
+    else:
+        report.outcome = "skipped"
+        report.longrepr = (str(report.location[0]), (report.location[1] or 0) + 1, summary)
+
+
+def default_report_dir(base_url: str, now: datetime | None = None) -> Path:
+    """reports/<target-slug>/<UTC timestamp>/ under the working directory."""
+    now = now or datetime.now(UTC)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", re.sub(r"^https?://", "", base_url)).strip("-").lower() or "target"
+    return Path("reports") / slug / now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write results.json, junit.xml and index.html for an active run."""
+    state = session_state(session.config)
+    if not state.active or state._config is None:
+        return
+    from conformance.report.writer import write_reports
+    from conformance.version import suite_version
+
+    suite = state.config
+    finished = time.time()
+    target = state._target
+    selected = suite.selected_clauses()
+    clauses = clause_results(selected, state.checks, state.expected)
+    doc = results_document(
+        suite_version=suite_version(),
+        target={
+            "base_url": suite.base_url,
+            "models": list(target.models) if target else [],
+            "model": target.model if target else suite.model,
+            "system_fingerprint": target.system_fingerprint if target else None,
+        },
+        config=suite.to_json(), seed=suite.seed,
+        started=_iso(state.started), finished=_iso(finished), duration_s=finished - state.started,
+        clauses=clauses,
+        extra={"unreachable": state.unreachable} if state.unreachable else None,
+    )
+    state.document = doc
+    out = suite.report_dir or default_report_dir(suite.base_url)
+    state.report_dir = write_reports(doc, Path(out))
+    if target is not None:
+        target.close()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print where the reports went."""
+    state = session_state(config)
+    if state.report_dir is not None:
+        terminalreporter.write_line(f"chatconform: reports written to {state.report_dir}")

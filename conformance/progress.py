@@ -1,0 +1,96 @@
+"""The run's console output: a rich progress display while checks run and a summary table after."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from conformance.gate import GateResult
+
+STYLES = {"PASS": "green", "FAIL": "bold red", "WARN": "yellow", "UNSUPPORTED": "blue", "IGNORED": "magenta",
+          "SKIPPED": "dim", "ERROR": "bold white on red"}
+
+
+class ProgressPlugin:
+    """A pytest plugin object: shows progress, and prints collection errors (the terminal reporter is off)."""
+
+    def __init__(self, console: Console, show: bool = True) -> None:
+        self.console = console
+        self.show = show
+        self.counts: Counter[str] = Counter()
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.collect_errors: list[str] = []
+        self.interrupted = False
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Print collection errors: they are suite-side problems."""
+        if report.failed:
+            self.collect_errors.append(report.nodeid)
+            self.console.print(f"[bold red]collection error in {report.nodeid}:[/]\n{report.longreprtext}")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Remember a Ctrl-C (not a pytest.exit, which reaches this hook too): the CLI returns 130."""
+        if excinfo.type is KeyboardInterrupt:
+            self.interrupted = True
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Start the progress bar once the number of checks is known."""
+        if not self.show:
+            return
+        self.progress = Progress(TextColumn("[bold]checks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.description}"), console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("", total=len(session.items))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Advance once per check, counting verdicts."""
+        verdict = next((v for k, v in report.user_properties if k == "chatconform_verdict"), None)
+        if verdict is not None:
+            self.counts[verdict] += 1
+        if report.when != "teardown":
+            return
+        if self.progress is not None:
+            tally = " ".join(f"[{STYLES[v]}]{v} {n}[/]" for v, n in sorted(self.counts.items()))
+            self.progress.update(self.task, advance=1, description=f"{tally}  {report.nodeid.rsplit('::', 1)[-1]}")
+
+    def pytest_sessionfinish(self) -> None:
+        """Stop the progress display."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def summary_table(doc: dict[str, Any], gate: GateResult) -> Table:
+    """Counts per verdict (clauses), then the failing clauses with one-line reasons."""
+    table = Table(title="verdicts per clause", title_justify="left")
+    table.add_column("verdict")
+    table.add_column("clauses", justify="right")
+    for verdict, style in STYLES.items():
+        count = doc["summary"].get(verdict, 0)
+        if count:
+            table.add_row(f"[{style}]{verdict}[/]", str(count))
+    return table
+
+
+def failing_table(doc: dict[str, Any], gate: GateResult) -> Table | None:
+    """The clauses that broke (FAIL, IGNORED, ERROR, WARN), each with its first reason."""
+    rows = []
+    for clause in doc["clauses"]:
+        if clause["verdict"] in ("FAIL", "IGNORED", "ERROR", "WARN"):
+            reason = next((c.get("message") or "" for c in clause["checks"] if c["verdict"] == clause["verdict"]), "")
+            note = " (expected)" if clause["id"] in gate.expected else ""
+            rows.append((clause["verdict"], clause["level"], clause["id"] + note, reason.splitlines()[0][:160] if reason else ""))
+    if not rows:
+        return None
+    table = Table(title="clauses that did not pass")
+    for name in ("verdict", "level", "clause", "reason"):
+        table.add_column(name, overflow="fold")
+    for verdict, level, cid, reason in rows:
+        table.add_row(f"[{STYLES[verdict]}]{verdict}[/]", level, cid, reason)
+    return table

@@ -1,0 +1,1 @@
+"""Reports rendered from a results.json document: JUnit XML, a self-contained HTML page, a matrix."""

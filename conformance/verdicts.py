@@ -1,0 +1,150 @@
+"""Verdicts and the exceptions a check raises to reach one.
+
+A check passes by returning. It raises `Fail` when the target breaks the clause, `Unsupported`
+when the target refused the feature with a clear 4xx, `Ignored` when it accepted the feature (200)
+but the effect is absent, `NotApplicable` when the clause cannot be observed on this target. The
+plugin maps these (with the clause level and --strict) to a Verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from conformance.client import Exchange
+
+
+class Verdict(StrEnum):
+    """The outcome of one check or clause; ERROR is a suite-side error, not the target's fault."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    WARN = "WARN"
+    UNSUPPORTED = "UNSUPPORTED"
+    IGNORED = "IGNORED"
+    SKIPPED = "SKIPPED"
+    ERROR = "ERROR"
+
+
+# Worst first: a clause's verdict is the worst of its checks'.
+SEVERITY: tuple[Verdict, ...] = (
+    Verdict.ERROR, Verdict.FAIL, Verdict.IGNORED, Verdict.WARN,
+    Verdict.UNSUPPORTED, Verdict.PASS, Verdict.SKIPPED,
+)
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The most severe verdict of several (SKIPPED when there are none)."""
+    ranked = sorted(verdicts, key=SEVERITY.index)
+    return ranked[0] if ranked else Verdict.SKIPPED
+
+
+class CheckOutcome(Exception):
+    """Base of the outcomes a check raises: a message, expected vs actual, and exchanges as evidence."""
+
+    verdict: Verdict = Verdict.FAIL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: Any = None,
+        actual: Any = None,
+        exchanges: Sequence[Exchange] | Exchange = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.actual = actual
+        if not isinstance(exchanges, list | tuple):
+            exchanges = (exchanges,)
+        self.exchanges: tuple[Exchange, ...] = tuple(exchanges)
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """The exchanges as JSON-ready evidence records."""
+        return [ex.evidence() for ex in self.exchanges]
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.expected is not None or self.actual is not None:
+            parts.append(f"expected: {_short(self.expected)}; actual: {_short(self.actual)}")
+        return " | ".join(parts)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class Fail(CheckOutcome):
+    """The target breaks the clause."""
+
+    verdict = Verdict.FAIL
+
+
+class Unsupported(CheckOutcome):
+    """The target refused the feature with a clear 4xx and an error envelope."""
+
+    verdict = Verdict.UNSUPPORTED
+
+
+class Ignored(CheckOutcome):
+    """The target accepted the feature (200) but its effect is absent."""
+
+    verdict = Verdict.IGNORED
+
+
+class NotApplicable(CheckOutcome):
+    """The clause cannot be observed on this target (e.g. it has no authentication configured)."""
+
+    verdict = Verdict.SKIPPED
+
+
+def require(
+    condition: bool,
+    message: str,
+    *,
+    expected: Any = None,
+    actual: Any = None,
+    exchanges: Sequence[Exchange] | Exchange = (),
+) -> None:
+    """Raise Fail(message, ...) unless the condition holds."""
+    if not condition:
+        raise Fail(message, expected=expected, actual=actual, exchanges=exchanges)
+
+
+def _error_envelope(body: Any) -> bool:
+    """True for the HF (`{"error": "..."}`) or OpenAI (`{"error": {"message": ...}}`) envelope."""
+    if not isinstance(body, dict) or "error" not in body:
+        return False
+    error = body["error"]
+    if isinstance(error, str):
+        return bool(error.strip())
+    return isinstance(error, dict) and isinstance(error.get("message"), str)
+
+
+def refused_clearly(ex: Exchange) -> bool:
+    """True for a 4xx other than 404/405 (a known route) whose body is a JSON error envelope."""
+    return 400 <= ex.status < 500 and ex.status not in (404, 405) and _error_envelope(ex.json)
+
+
+def unsupported_or_fail(ex: Exchange, feature: str) -> NoReturn:
+    """Raise Unsupported when the target refused the feature clearly, Fail otherwise."""
+    if refused_clearly(ex):
+        raise Unsupported(
+            f"{feature}: refused with {ex.status}: {_short(ex.body_text, 200)}", exchanges=(ex,)
+        )
+    raise Fail(
+        f"{feature}: expected 200 with a JSON body or a clear 4xx refusal, got {ex.status}",
+        expected="200 + JSON, or 4xx + error envelope",
+        actual=f"{ex.status} {_short(ex.body_text, 200)}",
+        exchanges=(ex,),
+    )
+
+
+__all__ = [
+    "CheckOutcome", "Fail", "Ignored", "NotApplicable", "SEVERITY", "Unsupported", "Verdict",
+    "refused_clearly", "require", "unsupported_or_fail", "worst",
+]

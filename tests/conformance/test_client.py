@@ -1,0 +1,162 @@
+"""The suite's HTTP client: strict SSE parsing from raw bytes, stall timeout, evidence and curl lines."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from conformance.client import Exchange, Target, TargetUnreachable
+from conformance.config import SuiteConfig
+from conformance.embedded import free_port
+from conformance.sse import SseParser, parse_sse
+from tests.conformance.rawserver import RawServer, json_answer, sse_head
+
+MODELS = json_answer(200, json.dumps({"object": "list", "data": [{"id": "m1", "object": "model"}]}))
+CHUNK = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+
+
+def event(payload: object, end: bytes = b"\n") -> bytes:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return b"data: " + text.encode() + end + end
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+def test_well_formed_stream_parses_into_chunks_and_done() -> None:
+    parsed = parse_sse(event(CHUNK) + b": keep-alive\n\n" + event("[DONE]"))
+    assert parsed.chunks == [CHUNK]
+    assert parsed.data == [json.dumps(CHUNK), "[DONE]"]
+    assert parsed.done and not parsed.after_done and not parsed.framing_errors
+    assert parsed.raw_lines == [f"data: {json.dumps(CHUNK)}", "", ": keep-alive", "", "data: [DONE]", ""]
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_every_line_terminator_of_the_sse_grammar_is_accepted(end: bytes) -> None:
+    parsed = parse_sse(event(CHUNK, end) + event("[DONE]", end))
+    assert parsed.chunks == [CHUNK] and parsed.done and not parsed.framing_errors
+
+
+def test_crlf_split_across_reads_is_one_terminator() -> None:
+    parser = SseParser()
+    raw = event(CHUNK, b"\r\n") + event("[DONE]", b"\r\n")
+    for i in range(len(raw)):  # one byte per read: every CR arrives without its LF
+        parser.feed(raw[i:i + 1])
+    parsed = parser.close()
+    assert parsed.chunks == [CHUNK] and parsed.done
+    assert parsed.raw_lines.count("") == 2  # no phantom blank lines from the CR/LF split
+
+
+def test_a_line_that_is_no_sse_field_is_a_framing_error() -> None:
+    parsed = parse_sse(b"hello world\n\n" + b'{"raw": "json"}\n\n' + event("[DONE]"))
+    assert len(parsed.framing_errors) == 2
+    assert "no field name" in parsed.framing_errors[0]
+
+
+def test_an_unknown_field_name_is_a_framing_error_but_event_id_retry_are_fine() -> None:
+    parsed = parse_sse(b"event: message\nid: 1\nretry: 10\n" + event(CHUNK) + b"dtaa: x\n\n")
+    assert parsed.chunks == [CHUNK]
+    assert parsed.framing_errors == ["line 6: unknown field 'dtaa' (expected data, event, id, retry or a ':' comment)"]
+
+
+def test_missing_blank_line_merges_events_and_missing_final_blank_is_reported() -> None:
+    parsed = parse_sse(b"data: {\"a\": 1}\ndata: {\"b\": 2}\n")
+    assert parsed.data == ['{"a": 1}\n{"b": 2}']  # SSE joins consecutive data lines into one event
+    assert parsed.non_json_events == ['{"a": 1}\n{"b": 2}']
+    assert any("before the blank line" in e for e in parsed.framing_errors)
+
+
+def test_stream_ending_inside_a_line_is_reported() -> None:
+    parsed = parse_sse(event(CHUNK) + b"data: [DO")
+    assert not parsed.done
+    assert any("inside a line" in e for e in parsed.framing_errors)
+
+
+def test_lines_after_done_and_error_events_are_collected() -> None:
+    error = {"error": "boom", "error_type": "generation"}
+    parsed = parse_sse(event(CHUNK) + event(error) + event("[DONE]") + event(CHUNK))
+    assert parsed.error_event == error and parsed.chunks == [CHUNK]
+    assert parsed.after_done == [f"data: {json.dumps(CHUNK)}"]
+
+
+def test_non_object_json_and_invalid_utf8_are_recorded() -> None:
+    parsed = parse_sse(b"data: [1, 2]\n\n" + b"data: \xff\xfe\n\n")
+    assert parsed.non_json_events[0] == "[1, 2]"
+    assert any("not UTF-8" in e for e in parsed.framing_errors)
+
+
+# -- the client against a scripted server --------------------------------------------------------
+
+def make_target(base_url: str, **kw: object) -> Target:
+    return Target(SuiteConfig(base_url=base_url, model="m1", **kw))  # type: ignore[arg-type]
+
+
+def test_stream_that_stalls_is_abandoned_after_the_timeout() -> None:
+    script = [sse_head(), event(CHUNK), 30.0, event("[DONE]")]
+    with RawServer(script, get_script=[MODELS]) as server:
+        target = make_target(server.base_url, timeout=0.5)
+        ex = target.chat_stream(target.body(stream=True))
+    assert ex.stalled and not ex.done
+    assert ex.chunks == [CHUNK] and ex.first_event_s is not None
+    assert ex.elapsed_s < 10  # abandoned, not waited out
+
+
+def test_stream_that_keeps_trickling_hits_the_overall_deadline() -> None:
+    script = [sse_head()] + [b": ping\n\n", 0.1] * 200
+    with RawServer(script, get_script=[MODELS]) as server:
+        target = make_target(server.base_url, timeout=0.3)
+        ex = target.chat_stream(target.body(stream=True))
+    assert ex.overran and not ex.done
+
+
+def test_crlf_stream_over_http_and_evidence_keeps_raw_lines() -> None:
+    script = [sse_head(), event(CHUNK, b"\r\n"), event("[DONE]", b"\r\n")]
+    with RawServer(script, get_script=[MODELS]) as server:
+        target = make_target(server.base_url, api_key="s3cret")
+        ex = target.chat_stream(target.body(stream=True))
+        sent = server.received[-1]
+    assert ex.status == 200 and ex.done and ex.chunks == [CHUNK] and not ex.framing_errors
+    evidence = ex.evidence()
+    assert evidence["sse_lines"][0] == f"data: {json.dumps(CHUNK)}"
+    assert evidence["request"]["headers"]["Authorization"] == "***"
+    assert b"Authorization: Bearer s3cret" in sent
+    assert "s3cret" not in json.dumps(evidence)
+
+
+def test_models_are_discovered_and_body_overrides_remove_none() -> None:
+    with RawServer([MODELS]) as server:
+        target = Target(SuiteConfig(base_url=server.base_url + "/v1/"))
+    assert target.config.base_url == server.base_url
+    assert target.model == "m1" and target.models == ["m1"]
+    body = target.body(max_tokens=None, temperature=0)
+    assert body == {"model": "m1", "messages": [{"role": "user", "content": "Say hello."}], "temperature": 0}
+
+
+def test_unreachable_target_raises_a_suite_side_error() -> None:
+    with pytest.raises(TargetUnreachable, match="cannot connect"):
+        Target(SuiteConfig(base_url=f"http://127.0.0.1:{free_port()}"))
+
+
+def test_curl_line_reproduces_the_request_without_the_key() -> None:
+    ex = Exchange("POST", "http://h/v1/chat/completions", {"Content-Type": "application/json", "Authorization": "***"},
+                  '{"a": "it\'s"}', 400, {}, "{}", 0.1)
+    words = shlex.split(ex.curl())
+    assert words[:5] == ["curl", "-sS", "-X", "POST", "http://h/v1/chat/completions"]
+    assert "Authorization: Bearer $CHATCONFORM_API_KEY" in words
+    assert words[-1] == '{"a": "it\'s"}'
+
+
+def test_evidence_truncates_large_bodies() -> None:
+    ex = Exchange("POST", "http://h/x", {}, "x" * 200_000, 413, {}, "y" * 100_000, 0.1)
+    evidence = ex.evidence()
+    assert len(evidence["request"]["body"]) < 70_000 and "truncated" in evidence["body"]
+
+
+def test_delay_paces_requests() -> None:
+    with RawServer([MODELS]) as server:
+        target = make_target(server.base_url, delay=0.3)
+        target.get("/v1/models")
+        first = target._last_request
+        target.get("/v1/models")
+    assert target._last_request - first >= 0.3
