@@ -22,7 +22,7 @@ from conformance.config import ConfigError, PROFILES, SuiteConfig, load_config
 from conformance.gate import ExpectFileError, read_expect
 from conformance.registry import clause_of, lookup
 from conformance.results import CheckResult, clause_results, results_document
-from conformance.verdicts import CheckOutcome, Fail, Verdict, refused_clearly
+from conformance.verdicts import CheckOutcome, Fail, Unsupported, Verdict, refused_clearly
 from spec.clauses import Level
 
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -147,6 +147,10 @@ def verdict_for(outcome: BaseException, level: Level, strict: bool) -> Verdict:
             if statuses and not accepted and refused_clearly(outcome.exchanges[-1]):
                 return Verdict.UNSUPPORTED  # an optional feature, refused clearly
         return Verdict.FAIL
+    if isinstance(outcome, Unsupported) and not outcome.permitted:
+        # A feature the clause requires was refused: clear, but still a failure of a required clause.
+        if level is Level.MUST or (strict and level is Level.SHOULD):
+            return Verdict.FAIL
     if isinstance(outcome, CheckOutcome):
         return outcome.verdict
     if isinstance(outcome, AssertionError):

@@ -85,9 +85,19 @@ class Fail(CheckOutcome):
 
 
 class Unsupported(CheckOutcome):
-    """The target refused the feature with a clear 4xx and an error envelope."""
+    """The target refused the feature with a clear 4xx and an error envelope.
+
+    `permitted` says whether the clause allows that refusal. Raised directly by a check, it does:
+    those clauses read "... or is refused with a 4xx error". Raised by `unsupported_or_fail`, it
+    does not, because the feature is one the clause requires. The plugin turns a refusal that is
+    not permitted into FAIL for a required clause (MUST, and SHOULD under --strict).
+    """
 
     verdict = Verdict.UNSUPPORTED
+
+    def __init__(self, message: str, *, permitted: bool = True, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.permitted = permitted
 
 
 class Ignored(CheckOutcome):
@@ -134,7 +144,8 @@ def unsupported_or_fail(ex: Exchange, feature: str) -> NoReturn:
     """Raise Unsupported when the target refused the feature clearly, Fail otherwise."""
     if refused_clearly(ex):
         raise Unsupported(
-            f"{feature}: refused with {ex.status}: {_short(ex.body_text, 200)}", exchanges=(ex,)
+            f"{feature}: refused with {ex.status}: {_short(ex.body_text, 200)}", exchanges=(ex,),
+            permitted=False,
         )
     raise Fail(
         f"{feature}: expected 200 with a JSON body or a clear 4xx refusal, got {ex.status}",
