@@ -39,7 +39,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", default=None, help="SHOULD clauses count as MUST")
     parser.add_argument("--timeout", type=float, help="per-request and stream stall timeout in seconds (default 30)")
     parser.add_argument("--concurrency", type=int,
-                        help="accepted for pacing; checks run one request at a time in this version")
+                        help="parallel requests; only 1 in this version (larger values are refused)")
     parser.add_argument("--delay", type=float, help="seconds between requests (rate-limited providers)")
     parser.add_argument("--seed", type=int, help="seed of every random choice (default 1234)")
     parser.add_argument("--fuzz-budget", type=int, help="fuzz examples per operation (default 60)")

@@ -71,6 +71,11 @@ class SuiteConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+        if self.concurrency != 1:
+            # Checks share one Target and run in order; parallel runs are not built yet. Refused
+            # rather than accepted and ignored.
+            raise ConfigError(f"concurrency: only 1 is supported in this version (checks run one "
+                              f"request at a time; use --delay to pace), got {self.concurrency!r}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed: must be an integer, got {self.seed!r}")
         catalogue = load_catalogue()

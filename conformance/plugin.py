@@ -47,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--strict-should", dest="cc_strict", action="store_true", default=False,
                     help="treat SHOULD clauses as MUST")
     group.addoption("--request-timeout", dest="cc_timeout", type=float, help="per-request and stream stall timeout (s)")
-    group.addoption("--concurrency", dest="cc_concurrency", type=int, help="accepted; checks run one at a time")
+    group.addoption("--concurrency", dest="cc_concurrency", type=int, help="parallel requests; only 1 in this version")
     group.addoption("--delay", dest="cc_delay", type=float, help="seconds between requests")
     group.addoption("--seed", dest="cc_seed", type=int, help="seed of every random choice (default 1234)")
     group.addoption("--fuzz-budget", dest="cc_fuzz_budget", type=int, help="fuzz examples per operation")

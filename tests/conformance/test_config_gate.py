@@ -31,6 +31,7 @@ def test_cli_beats_environment_beats_defaults() -> None:
     ({"profile": "everything"}, "profile: must be one of"),
     ({"timeout": 0}, "timeout: must be a number > 0"),
     ({"concurrency": 0}, "concurrency: must be an integer >= 1, got 0"),
+    ({"concurrency": 4}, "concurrency: only 1 is supported in this version"),
     ({"clause_prefixes": ("nope",)}, "clause: prefix 'nope' selects no active clause"),
 ])
 def test_bad_values_name_the_parameter(values: dict, message: str) -> None:
