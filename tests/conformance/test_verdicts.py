@@ -54,3 +54,17 @@ def test_should_failures_warn_unless_strict_and_ignored_is_kept() -> None:
     assert verdict_for(Fail("x"), Level.SHOULD, strict=True) is Verdict.FAIL
     assert verdict_for(Ignored("x"), Level.MUST, strict=False) is Verdict.IGNORED
     assert verdict_for(RuntimeError("suite bug"), Level.MUST, strict=False) is Verdict.ERROR
+
+
+def test_client_checks_skip_only_refused_optional_variants() -> None:
+    """A non-2xx answer to an optional variant is that feature's finding, not the client's; the
+    plain variant and any 200 answer are always the client's to parse."""
+    from conformance.checks.test_clients import _refused
+
+    ok = Exchange(method="POST", url="http://127.0.0.1:1/v1/chat/completions", request_headers={},
+                  request_body="{}", status=200, headers={}, body_text="not json", elapsed_s=0.01)
+    assert _refused([refusal(500)], "format")
+    assert _refused([refusal(422)], "tools")
+    assert not _refused([refusal(500)], "plain")
+    assert not _refused([ok], "format")
+    assert not _refused([], "format")
