@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.engine_types import MB, BatchRun, OurMeasurement
+from bench.peer.measure import positive_int
 from reference_model.engine import Engine, SeqId
 
 WARMUP_PROMPT_TOKENS = 32
@@ -118,14 +119,6 @@ def measure(prompt: list[int], *, model: str = "real", weights: str = "int4", de
     )
 
 
-def _positive(name: str):
-    """An argparse type for positive ints that names `name` in its error."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: rule 'must be > 0', got {value}")
-        return value
-    return parse
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -146,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=("real", "tiny"), default="real")
     parser.add_argument("--weights", choices=("int4", "fp32"), default="int4")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--threads", type=_positive("--threads"), default=2)
-    parser.add_argument("--decode-tokens", type=_positive("--decode-tokens"), default=128)
-    parser.add_argument("--batch-tokens", type=_positive("--batch-tokens"), default=128)
+    parser.add_argument("--threads", type=positive_int("--threads"), default=2)
+    parser.add_argument("--decode-tokens", type=positive_int("--decode-tokens"), default=128)
+    parser.add_argument("--batch-tokens", type=positive_int("--batch-tokens"), default=128)
     parser.add_argument("--batches", type=_batches, default=(1, 2, 4, 8))
-    parser.add_argument("--repeats", type=_positive("--repeats"), default=3)
+    parser.add_argument("--repeats", type=positive_int("--repeats"), default=3)
     parser.add_argument("--no-spin", action="store_true", help="intra-op threads wait passively")
     args = parser.parse_args(argv)
     prompt = json.loads(args.prompt_file.read_text())

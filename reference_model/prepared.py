@@ -11,11 +11,10 @@ are renamed into place, under a lock, so concurrent processes convert once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from reference_model.config import ModelConfig
 from reference_model.convert.graph import WEIGHT_FORMATS, GraphOptions
 from reference_model.errors import ReferenceModelError
-from reference_model.weights import GGUF_SHA256, MODEL_NAME, cache_dir, ensure_gguf, sha256_file
+from reference_model.weights import GGUF_SHA256, MODEL_NAME, cache_dir, cache_lock, ensure_gguf, sha256_file
 
 # Bump when the graph builder changes what it writes: every cached graph is then rebuilt.
 CONVERTER_VERSION = 2
@@ -140,17 +139,6 @@ def find_prepared(weights: str = "int4", *, verify: bool = False,
     return PreparedModel(directory, manifest)
 
 
-@contextlib.contextmanager
-def _lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) then rename tmp onto target (same directory), fsyncing the file."""
     tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
@@ -244,7 +232,7 @@ def prepare(weights: str = "int4", *, progress: bool = False, verify: bool = Fal
         return found
     gguf = ensure_gguf(progress=progress)
     directory = onnx_dir(weights)
-    with _lock(directory):
+    with cache_lock(directory):
         # Another process may have finished the conversion while this one waited for the lock.
         found = find_prepared(weights, verify=verify, options=options)
         if found is not None:

@@ -150,7 +150,8 @@ def _stray_temp_files(directory: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _cache_lock(directory: Path) -> Iterator[None]:
+def cache_lock(directory: Path) -> Iterator[None]:
+    """Hold `directory/.lock` exclusively (flock) for the duration of the block."""
     # One preparer at a time across processes (pytest workers, the server and the CLI together);
     # while it is held, any temp file in the directory is a leftover of a crashed run.
     directory.mkdir(parents=True, exist_ok=True)
@@ -338,7 +339,7 @@ def ensure_gguf(progress: bool = False, *, verify: bool = False) -> Path:
     target = gguf_cache_path()
     if not verify and _fast_path_ok(target):
         return target
-    with _cache_lock(target.parent), _Progress(progress) as bar:
+    with cache_lock(target.parent), _Progress(progress) as bar:
         # Under the lock no other preparer is running, so temp files are leftovers of a crash;
         # after a crash, trust nothing the manifest says and re-hash the file.
         strays = _stray_temp_files(target.parent)

@@ -78,7 +78,7 @@ def measure(gguf_path: Path, n_threads: int = 2, spec: MeasureSpec = MeasureSpec
     return PeerMeasurement(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _positive(name: str):
+def positive_int(name: str):
     """Return an argparse type that accepts positive integers, naming `name` in errors."""
     def parse(text: str) -> int:
         value = int(text)
@@ -91,10 +91,10 @@ def _positive(name: str):
 def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options shared by this CLI and the child's: --gguf, --threads, sizes, repeats."""
     parser.add_argument("--gguf", type=Path, required=True)
-    parser.add_argument("--threads", type=_positive("--threads"), default=2)
-    parser.add_argument("--prompt-tokens", type=_positive("--prompt-tokens"), default=MeasureSpec.prompt_tokens)
-    parser.add_argument("--decode-tokens", type=_positive("--decode-tokens"), default=MeasureSpec.decode_tokens)
-    parser.add_argument("--repeats", type=_positive("--repeats"), default=MeasureSpec.repeats)
+    parser.add_argument("--threads", type=positive_int("--threads"), default=2)
+    parser.add_argument("--prompt-tokens", type=positive_int("--prompt-tokens"), default=MeasureSpec.prompt_tokens)
+    parser.add_argument("--decode-tokens", type=positive_int("--decode-tokens"), default=MeasureSpec.decode_tokens)
+    parser.add_argument("--repeats", type=positive_int("--repeats"), default=MeasureSpec.repeats)
 
 
 def main(argv: list[str] | None = None) -> int:

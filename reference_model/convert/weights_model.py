@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from reference_model.gguf_file import open_gguf
 from reference_model.config import ModelConfig
 from reference_model.convert.quant import (
     ConversionError,
@@ -54,16 +55,14 @@ def _fields(reader: Any) -> dict[str, Any]:
 
 def read_gguf_metadata(path: Path) -> dict[str, Any]:
     """Metadata key -> value of a GGUF file (token tables skipped)."""
-    import gguf
-
-    return _fields(gguf.GGUFReader(str(path)))
+    return _fields(open_gguf(path))
 
 
 def load_gguf_weights(path: Path, name: str = "model") -> ModelWeights:
     """Read a llama GGUF with Q4_1 linear weights, a Q8_0 (or F32) embedding and F32 norms."""
-    import gguf
+    import gguf  # heavy; only for the quantization type constants
 
-    reader = gguf.GGUFReader(str(path))
+    reader = open_gguf(path)  # shared per process: parsing the metadata takes ~2 s
     fields = _fields(reader)
     config = ModelConfig.from_gguf_fields(fields, name=name)
     tensors = {t.name: t for t in reader.tensors}
