@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 TARGET ?=
 CHECK_ARGS ?=
+BENCH_SERVER_ARGS ?=
 
-.PHONY: help venv test check model peer bench clean distclean
+.PHONY: help venv test check model peer bench bench-server clean distclean
 
 help:
 	@echo "make test              run our own tests (bootstraps .venv on first use)"
@@ -18,6 +19,7 @@ help:
 	@echo "make model             prepare the reference model (fetch, verify, convert; cached)"
 	@echo "make peer              build llama.cpp's Python binding into .venv-peer (~10 min, once)"
 	@echo "make bench             engine and constrained-decoding benches (llama.cpp ratios need make peer)"
+	@echo "make bench-server      our server vs llama.cpp's server end to end over loopback (BENCH_SERVER_ARGS=...)"
 	@echo "make clean             remove caches; make distclean also removes .venv"
 
 venv: $(STAMP)
@@ -47,6 +49,12 @@ peer:
 bench: $(STAMP)
 	$(PY) -m bench.engine
 	$(PY) -m bench.generation
+
+# Both servers run as children, one after the other; llama.cpp's side needs `make peer` (it is
+# reported as missing, and ours measured anyway, when .venv-peer is absent).
+# Example: make bench-server BENCH_SERVER_ARGS="--streams 1,4 --max-tokens 16 --json reports/bench-server.json"
+bench-server: $(STAMP)
+	$(PY) -m bench.server $(BENCH_SERVER_ARGS)
 
 clean:
 	rm -rf .pytest_cache .hypothesis build *.egg-info

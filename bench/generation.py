@@ -190,7 +190,7 @@ def measure(threads: int | None, tokens: int, repeats: int) -> list[ModeResult]:
             runs[mode].append(decode_once(engine, tokenizer, prompt, compiled, tokens,
                                           prefetch=not mode.endswith("no prefetch")))
     base = statistics.median(r.tok_s for r in runs["unconstrained"])
-    per_token = lambda runs_, attr: statistics.median(getattr(r, attr) / (r.tokens - 1) for r in runs_)  # noqa: E731
+    per_token = lambda runs_, attr: statistics.median(getattr(r, attr) / (r.tokens - 1) for r in runs_)
     forward_all = statistics.median(r.forward_s / (r.tokens - 1) for rs in runs.values() for r in rs)
     base_loop = per_token(runs["unconstrained"], "loop_s")
     results = []

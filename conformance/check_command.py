@@ -15,8 +15,24 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from conformance.config import DIALECTS, PROFILES, ConfigError, load_config, select_clauses
-from conformance.embedded import DEFAULT_LOAD_DELAY, DEFAULT_MOCK_MODEL, EmbeddedMock, EmbeddedStartError
+from conformance.config import (
+    DEFAULT_BURST,
+    DEFAULT_FUZZ_SHRINK,
+    DIALECTS,
+    MAX_BURST,
+    MAX_CONCURRENCY,
+    PROFILES,
+    ConfigError,
+    load_config,
+    select_clauses,
+)
+from conformance.embedded import (
+    DEFAULT_LOAD_DELAY,
+    DEFAULT_MOCK_MODEL,
+    EmbeddedMock,
+    EmbeddedStartError,
+    embedded_max_queue,
+)
 from conformance.gate import EXIT_SUITE_ERROR, ExpectFileError, gate, read_expect
 from conformance.plugin import default_report_dir
 from conformance.progress import ProgressPlugin, failing_table, summary_table
@@ -38,11 +54,22 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only clauses whose ID starts with PREFIX (repeatable)")
     parser.add_argument("--strict", action="store_true", default=None, help="SHOULD clauses count as MUST")
     parser.add_argument("--timeout", type=float, help="per-request and stream stall timeout in seconds (default 30)")
-    parser.add_argument("--concurrency", type=int,
-                        help="parallel requests; only 1 in this version (larger values are refused)")
-    parser.add_argument("--delay", type=float, help="seconds between requests (rate-limited providers)")
+    parser.add_argument("--concurrency", type=int, metavar="N",
+                        help=f"at most N requests in flight (default 1, at most {MAX_CONCURRENCY}); checks run one "
+                             "after another, and a check's independent requests (samples, seeds, repeats, "
+                             "invalid bodies) are sent N at a time. The burst is the only exception (see --burst)")
+    parser.add_argument("--delay", type=float,
+                        help="seconds between requests (rate-limited providers): a request starts at least this "
+                             "long after the previous one started or ended")
     parser.add_argument("--seed", type=int, help="seed of every random choice (default 1234)")
     parser.add_argument("--fuzz-budget", type=int, help="fuzz examples per operation (default 60)")
+    parser.add_argument("--fuzz-shrink", type=int, metavar="N",
+                        help=f"requests a fuzz phase may add, beyond --fuzz-budget, to shrink a failing case "
+                             f"(default {DEFAULT_FUZZ_SHRINK}; 0: report the smallest failure found, unshrunk)")
+    parser.add_argument("--burst", type=int, metavar="N",
+                        help=f"send N concurrent tiny requests (max_tokens 1), up to 3 times until one gets a "
+                             f"429, to judge its Retry-After (default {DEFAULT_BURST}, at most {MAX_BURST}); ignores "
+                             "--concurrency and --delay. 0 turns it off: use it for rate-limited or paid providers")
     parser.add_argument("--report-dir", type=Path, help="report folder (default reports/<target>/<UTC time>/)")
     parser.add_argument("--expect", type=Path, metavar="FILE", help="clause IDs known to fail, one per line (# comments)")
     parser.add_argument("--list", action="store_true", help="print the selected clauses and exit")
@@ -86,8 +113,8 @@ def pytest_args(options: dict[str, Any]) -> list[str]:
         args += ["-p", PLUGIN_MODULE]
     flags = {"base_url": "--base-url", "api_key": "--api-key", "model": "--model", "dialect": "--dialect",
              "profile": "--profile", "timeout": "--request-timeout", "concurrency": "--concurrency",
-             "delay": "--delay", "seed": "--seed", "fuzz_budget": "--fuzz-budget", "report_dir": "--report-dir",
-             "expect_file": "--expect"}
+             "delay": "--delay", "seed": "--seed", "fuzz_budget": "--fuzz-budget", "fuzz_shrink": "--fuzz-shrink",
+             "burst": "--burst", "report_dir": "--report-dir", "expect_file": "--expect"}
     for key, flag in flags.items():
         if options.get(key) is not None:
             args += [flag, str(options[key])]
@@ -107,7 +134,8 @@ def run_check(args: argparse.Namespace) -> int:
         "base_url": args.base_url, "api_key": args.api_key, "model": args.model, "dialect": args.dialect,
         "profile": args.profile, "clause_prefixes": tuple(args.clause), "strict": args.strict,
         "timeout": args.timeout, "concurrency": args.concurrency, "delay": args.delay, "seed": args.seed,
-        "fuzz_budget": args.fuzz_budget, "report_dir": args.report_dir, "expect_file": args.expect,
+        "fuzz_budget": args.fuzz_budget, "fuzz_shrink": args.fuzz_shrink, "burst": args.burst,
+        "report_dir": args.report_dir, "expect_file": args.expect,
     }
     embedded: EmbeddedMock | None = None
     placeholder = options["base_url"] or os.environ.get("CHATCONFORM_BASE_URL") or "http://127.0.0.1:1"
@@ -124,7 +152,9 @@ def run_check(args: argparse.Namespace) -> int:
             # the authorization clauses are exercised; --mock-open serves without one instead.
             key = None if args.mock_open else (config.api_key or secrets.token_urlsafe(16))
             options["api_key"] = key
-            embedded = EmbeddedMock(model=args.mock_model, api_key=key, load_delay=args.mock_load_delay)
+            # A queue no deeper than the run needs (--concurrency), so that the burst provokes a 429.
+            embedded = EmbeddedMock(model=args.mock_model, api_key=key, load_delay=args.mock_load_delay,
+                                    max_queue=embedded_max_queue(config.concurrency))
             if config.dialect == "openai":  # the mock speaks either error dialect; match the one under test
                 embedded.extra_args = ["--error-style", "openai"]
             console.print(f"starting the embedded mock provider (model {args.mock_model}) ...")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, entry_points, version
-from typing import Callable, Sequence
+from pathlib import Path
 
 ENTRY_POINT_GROUP = "chatconform.commands"
 

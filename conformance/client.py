@@ -1,134 +1,43 @@
-"""The suite's HTTP client: every request becomes an Exchange kept as evidence.
+"""The suite's HTTP client: every request becomes an Exchange (conformance.exchange) kept as evidence.
 
 Synchronous httpx. Streams are read from the raw bytes and parsed by `conformance.sse` line by
 line; a stream that sends no byte for `timeout` seconds is abandoned (`stalled`), and one that
 keeps trickling beyond `STREAM_DEADLINE_FACTOR * timeout` in total is abandoned too, so a broken
 target can never hang the run.
+
+Concurrency: `--concurrency N` means at most N requests in flight. Every request holds one slot of
+a semaphore while it is sent and read, and `--delay` paces the starts (a request starts at least
+`delay` seconds after the previous request started or ended). Checks stay sequential; a check with
+several independent requests sends them through `Target.many`, which runs them on up to N threads.
+The one exception is `Target.burst`, which sends its requests all at once on purpose (to provoke a
+429) without slots or pacing; `--burst 0` turns it off.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
+import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from conformance.config import REDACTED, SuiteConfig
+from conformance.exchange import EVIDENCE_LIMIT, Exchange, StreamExchange  # noqa: F401 - re-exported
 from conformance.sse import SseParser
 
-EVIDENCE_LIMIT = 64 * 1024
 STREAM_DEADLINE_FACTOR = 4.0
 _SENSITIVE = ("authorization", "api-key", "x-api-key")
+BURST_START_TIMEOUT_S = 10.0  # the burst's threads wait at most this long for each other before sending
+_T = TypeVar("_T")
 
 
 class TargetUnreachable(RuntimeError):
     """The target could not be reached at all: a suite-side error, not a target failure."""
-
-
-@dataclass
-class Exchange:
-    """One HTTP request and its response, kept as evidence."""
-
-    method: str
-    url: str
-    request_headers: dict[str, str]
-    request_body: str | None
-    status: int
-    headers: dict[str, str]
-    body_text: str
-    elapsed_s: float
-
-    @property
-    def json(self) -> Any | None:
-        """The parsed body, or None when it is not JSON."""
-        try:
-            return json.loads(self.body_text)
-        except ValueError:
-            return None
-
-    def header(self, name: str) -> str | None:
-        """A response header by case-insensitive name."""
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted:
-                return value
-        return None
-
-    def evidence(self) -> dict[str, Any]:
-        """Request, status, headers and raw body (each text truncated to 64 KiB)."""
-        return {
-            "request": {
-                "method": self.method,
-                "url": self.url,
-                "headers": dict(self.request_headers),
-                "body": _truncate(self.request_body),
-            },
-            "status": self.status,
-            "headers": dict(self.headers),
-            "body": _truncate(self.body_text),
-            "elapsed_s": round(self.elapsed_s, 4),
-            "curl": self.curl(),
-        }
-
-    def curl(self) -> str:
-        """A curl command line that reproduces the request (the API key as $CHATCONFORM_API_KEY)."""
-        parts = ["curl", "-sS", "-X", self.method, shlex.quote(self.url)]
-        for key, value in self.request_headers.items():
-            if key.lower() in ("content-length", "host", "accept-encoding", "connection", "user-agent"):
-                continue
-            if key.lower() == "authorization" and value != "":
-                parts += ["-H", '"Authorization: Bearer $CHATCONFORM_API_KEY"']
-                continue
-            parts += ["-H", shlex.quote(f"{key}: {value}")]
-        if self.request_body is not None:
-            body = self.request_body
-            if len(body) > EVIDENCE_LIMIT:
-                body = body[:EVIDENCE_LIMIT]
-                parts = ["#", "body truncated to 64 KiB;"] + parts
-            parts += ["--data-binary", shlex.quote(body)]
-        return " ".join(parts)
-
-
-@dataclass
-class StreamExchange(Exchange):
-    """A streamed exchange: body_text holds the raw SSE text, parsed into lines and events."""
-
-    raw_lines: list[str] = field(default_factory=list)
-    data: list[str] = field(default_factory=list)
-    chunks: list[dict[str, Any]] = field(default_factory=list)
-    done: bool = False
-    after_done: list[str] = field(default_factory=list)
-    error_event: dict[str, Any] | None = None
-    first_event_s: float | None = None
-    stalled: bool = False
-    framing_errors: list[str] = field(default_factory=list)
-    non_json_events: list[str] = field(default_factory=list)
-    overran: bool = False  # still sending after the overall deadline: abandoned
-
-    def evidence(self) -> dict[str, Any]:
-        """As Exchange.evidence, plus the raw SSE lines and the stream's parse state."""
-        record = super().evidence()
-        lines = self.raw_lines
-        record["sse_lines"] = lines[:2000]
-        record["stream"] = {
-            "done": self.done,
-            "stalled": self.stalled,
-            "overran": self.overran,
-            "framing_errors": self.framing_errors[:50],
-            "after_done": self.after_done[:20],
-            "first_event_s": None if self.first_event_s is None else round(self.first_event_s, 4),
-        }
-        return record
-
-
-def _truncate(text: str | None) -> str | None:
-    if text is None or len(text) <= EVIDENCE_LIMIT:
-        return text
-    return text[:EVIDENCE_LIMIT] + f"... [truncated, {len(text)} characters in all]"
 
 
 def _redacted(headers: dict[str, str]) -> dict[str, str]:
@@ -143,8 +52,13 @@ class Target:
         self._http = httpx.Client(
             timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
             follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=max(20, config.concurrency)),
         )
         self._last_request = 0.0
+        self._slots = threading.BoundedSemaphore(config.concurrency)  # requests in flight, at most
+        self._pace_lock = threading.Lock()
+        self._in_flight = 0
+        self.max_in_flight = 0  # the most requests this client had in flight at once (the burst aside)
         self.models: list[str] = []
         self.exchanges_sent = 0
         self.system_fingerprint: str | None = None
@@ -230,9 +144,21 @@ class Target:
         content: bytes | None = None,
         content_type: str | None = None,
     ) -> Exchange:
-        """Send one request and read the whole answer."""
+        """Send one request and read the whole answer (holding one of the `concurrency` slots)."""
+        with self._slot():
+            return self._send(method, path, headers=headers, content=content, content_type=content_type)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Exchange:
+        """One request, sent now: no slot and no pacing (the caller's business)."""
         sent = self.base_headers(headers, content_type if content is not None else None)
-        self._pace()
         started = time.monotonic()
         url = self.url(path)
         try:
@@ -246,7 +172,6 @@ class Target:
         except httpx.HTTPError as exc:
             status, resp_headers, text = 0, {}, f"[transport error: {type(exc).__name__}: {exc}]"
         elapsed = time.monotonic() - started
-        self._last_request = time.monotonic()
         ex = Exchange(method, url, _redacted(sent), _body_text(content), status, resp_headers, text, elapsed)
         if status == 200:
             self._note_fingerprint(ex.json)
@@ -267,33 +192,32 @@ class Target:
         stalled = overran = False
         first_event: float | None = None
         transport_note = ""
-        self._pace()
-        started = time.monotonic()
-        deadline = started + STREAM_DEADLINE_FACTOR * self.config.timeout
-        try:
-            with self._http.stream("POST", url, headers=sent, content=content) as response:
-                status, resp_headers = response.status_code, dict(response.headers)
-                # iter_raw: the bytes exactly as sent (no decoding); the read timeout is the stall timeout.
-                for piece in response.iter_raw():
-                    raw += piece
-                    if parser.feed(piece) and first_event is None:
-                        first_event = time.monotonic() - started
-                    if time.monotonic() > deadline:
-                        overran = True
-                        break
-        except httpx.ConnectError as exc:
-            raise TargetUnreachable(f"cannot connect to {url}: {exc}") from exc
-        except httpx.ReadTimeout:
-            stalled = True
-        except httpx.TimeoutException as exc:
-            stalled = True
-            transport_note = f"{type(exc).__name__}"
-        except httpx.HTTPError as exc:
-            transport_note = f"transport error: {type(exc).__name__}: {exc}"
+        with self._slot():
+            started = time.monotonic()
+            deadline = started + STREAM_DEADLINE_FACTOR * self.config.timeout
+            try:
+                with self._http.stream("POST", url, headers=sent, content=content) as response:
+                    status, resp_headers = response.status_code, dict(response.headers)
+                    # iter_raw: the bytes exactly as sent (no decoding); the read timeout is the stall timeout.
+                    for piece in response.iter_raw():
+                        raw += piece
+                        if parser.feed(piece) and first_event is None:
+                            first_event = time.monotonic() - started
+                        if time.monotonic() > deadline:
+                            overran = True
+                            break
+            except httpx.ConnectError as exc:
+                raise TargetUnreachable(f"cannot connect to {url}: {exc}") from exc
+            except httpx.ReadTimeout:
+                stalled = True
+            except httpx.TimeoutException as exc:
+                stalled = True
+                transport_note = f"{type(exc).__name__}"
+            except httpx.HTTPError as exc:
+                transport_note = f"transport error: {type(exc).__name__}: {exc}"
         parse = parser.close()
         if transport_note:
             parse.framing_errors.append(transport_note)
-        self._last_request = time.monotonic()
         text = raw.decode("utf-8", errors="replace")
         if parse.chunks:
             self._note_fingerprint(parse.chunks[0])
@@ -311,7 +235,10 @@ class Target:
 
     def ok(self, body: dict[str, Any] | None = None, *, feature: str = "request", **kw: Any) -> Exchange:
         """chat() that raises Fail unless 200 + JSON object (Unsupported when a 4xx refuses clearly)."""
-        from conformance.verdicts import Fail, unsupported_or_fail  # verdicts imports Exchange for typing
+        from conformance.verdicts import (  # verdicts imports Exchange for typing
+            Fail,
+            unsupported_or_fail,
+        )
 
         ex = self.chat(body, **kw)
         if ex.status != 200:
@@ -320,6 +247,55 @@ class Target:
             raise Fail(f"{feature}: 200 but the body is not a JSON object", expected="JSON object",
                        actual=ex.body_text[:300], exchanges=(ex,))
         return ex
+
+    # -- several requests --------------------------------------------------------------------
+
+    def many(self, calls: Iterable[Callable[[], _T]]) -> list[_T]:
+        """Run independent request thunks, up to `concurrency` at a time; their results in order.
+
+        With concurrency 1 they run one after the other in this thread and the first exception
+        stops the rest, exactly as a loop would. With more, every thunk runs, then the first
+        exception in order is raised. Each request still takes a slot, so nesting never exceeds
+        `concurrency` requests in flight.
+        """
+        thunks = list(calls)
+        workers = min(self.config.concurrency, len(thunks))
+        if workers <= 1:
+            return [call() for call in thunks]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatconform") as pool:
+            futures = [pool.submit(call) for call in thunks]
+            for future in futures:
+                future.exception()  # wait for all before raising any
+            return [future.result() for future in futures]
+
+    def burst(self, bodies: list[dict[str, Any]], *, headers: dict[str, str] | None = None) -> list[Exchange]:
+        """POST every body at once, one thread each, released together: neither slots nor --delay apply.
+
+        Meant to provoke a 429 from a server with a bounded queue (see `--burst`); the 429s and
+        503s land in `throttled` like any other. Connection failures count as no response (status 0).
+        """
+        if not bodies:
+            return []
+        start = threading.Barrier(len(bodies))
+
+        def one(body: dict[str, Any]) -> Exchange:
+            try:
+                start.wait(BURST_START_TIMEOUT_S)
+            except threading.BrokenBarrierError:
+                pass  # a thread was late: send anyway
+            with self._pace_lock:
+                self.exchanges_sent += 1
+            try:
+                return self._send("POST", self.chat_path(), headers=headers,
+                                  content=json.dumps(body).encode("utf-8"), content_type="application/json")
+            except TargetUnreachable as exc:  # refused under load: not the same as a target that is gone
+                return Exchange("POST", self.url(self.chat_path()), {}, json.dumps(body), 0, {}, f"[{exc}]", 0.0)
+
+        with ThreadPoolExecutor(max_workers=len(bodies), thread_name_prefix="chatconform-burst") as pool:
+            exchanges = list(pool.map(one, bodies))
+        with self._pace_lock:
+            self._last_request = time.monotonic()
+        return exchanges
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -350,13 +326,34 @@ class Target:
             if isinstance(value, str) and value:
                 self.system_fingerprint = value
 
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one of the `concurrency` slots for a request, paced by `delay`."""
+        with self._slots:
+            self._pace()
+            with self._pace_lock:
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            try:
+                yield
+            finally:
+                with self._pace_lock:
+                    self._in_flight -= 1
+                    self._last_request = time.monotonic()
+
     def _pace(self) -> None:
-        """Sleep so that consecutive requests are at least `delay` seconds apart."""
-        self.exchanges_sent += 1
-        if self.config.delay > 0:
-            wait = self._last_request + self.config.delay - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+        """Sleep so that a request starts at least `delay` seconds after the previous one started or ended.
+
+        With concurrency 1 that is the gap between one answer and the next request; with more, the
+        starts are spread `delay` apart. The lock is held while sleeping, so waiting requests queue.
+        """
+        with self._pace_lock:
+            self.exchanges_sent += 1
+            if self.config.delay > 0:
+                wait = self._last_request + self.config.delay - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                self._last_request = time.monotonic()
 
 
 def _body_text(content: bytes | None) -> str | None:

@@ -13,6 +13,10 @@ from spec.clauses import Clause, load_catalogue
 ENV_PREFIX = "CHATCONFORM_"
 DIALECTS = ("hf", "openai")
 REDACTED = "***"
+MAX_CONCURRENCY = 64  # requests in flight at once, at most
+DEFAULT_BURST = 16  # concurrent tiny requests sent (up to 3 times) to provoke a 429 (headers.retry-after.429)
+MAX_BURST = 256
+DEFAULT_FUZZ_SHRINK = 20  # requests a fuzz phase may send beyond its fuzz_budget once a case failed
 
 
 def _profiles() -> dict[str, tuple[str, ...]]:
@@ -47,13 +51,14 @@ class SuiteConfig:
     delay: float = 0.0
     seed: int = 1234
     fuzz_budget: int = 60
+    fuzz_shrink: int = DEFAULT_FUZZ_SHRINK
+    burst: int = DEFAULT_BURST
     report_dir: Path | None = None
     expect_file: Path | None = None
 
     def __post_init__(self) -> None:
         base = self.base_url.strip().rstrip("/")
-        if base.endswith("/v1"):
-            base = base[: -len("/v1")]
+        base = base.removesuffix("/v1")
         if not base.startswith(("http://", "https://")):
             raise ConfigError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
         object.__setattr__(self, "base_url", base)
@@ -67,15 +72,12 @@ class SuiteConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < low or (name == "timeout" and value == 0):
                 raise ConfigError(f"{name}: must be a number > 0 (delay >= 0), got {value!r}")
-        for name in ("concurrency", "fuzz_budget"):
+        for name, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("fuzz_budget", 1, None),
+                                ("fuzz_shrink", 0, None), ("burst", 0, MAX_BURST)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
-        if self.concurrency != 1:
-            # Checks share one Target and run in order; parallel runs are not built yet. Refused
-            # rather than accepted and ignored.
-            raise ConfigError(f"concurrency: only 1 is supported in this version (checks run one "
-                              f"request at a time; use --delay to pace), got {self.concurrency!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+                rule = f"an integer >= {low}" + (f" and <= {high}" if high else "")
+                raise ConfigError(f"{name}: must be {rule}, got {value!r}")
         if not isinstance(self.seed, int):
             raise ConfigError(f"seed: must be an integer, got {self.seed!r}")
         catalogue = load_catalogue()
@@ -115,7 +117,7 @@ def select_clauses(profile: str, prefixes: tuple[str, ...] = ()) -> tuple[Clause
 
 _CONVERTERS: dict[str, Any] = {
     "timeout": float, "delay": float, "concurrency": int, "seed": int, "fuzz_budget": int,
-    "report_dir": Path, "expect_file": Path,
+    "fuzz_shrink": int, "burst": int, "report_dir": Path, "expect_file": Path,
 }
 
 
@@ -163,4 +165,16 @@ def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | N
     return SuiteConfig(**values)
 
 
-__all__ = ["ConfigError", "DIALECTS", "PROFILES", "REDACTED", "SuiteConfig", "load_config", "select_clauses"]
+__all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_FUZZ_SHRINK",
+    "DIALECTS",
+    "MAX_BURST",
+    "MAX_CONCURRENCY",
+    "PROFILES",
+    "REDACTED",
+    "ConfigError",
+    "SuiteConfig",
+    "load_config",
+    "select_clauses",
+]

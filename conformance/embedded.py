@@ -15,9 +15,22 @@ from pathlib import Path
 import httpx
 
 DEFAULT_MOCK_MODEL = "smollm2"
+KEPT_ENV = ("CHATCONFORM_CACHE", "CHATCONFORM_GGUF")  # model locations the child must share
 # Seconds the embedded mock reports itself as loading after start, so the loading clauses
 # (503, estimated_time, x-wait-for-model) are observable even with a model that loads instantly.
-DEFAULT_LOAD_DELAY = 2.0
+# Long enough to outlast pytest's start on a busy machine: the suite's first request must still
+# find the model loading.
+DEFAULT_LOAD_DELAY = 5.0
+# The embedded mock decodes up to EMBEDDED_MAX_BATCH sequences together and queues only what the run
+# needs beyond them, so that the suite's burst (16 concurrent requests by default) overflows it and
+# gets 429s: headers.retry-after.429 is then judged instead of skipped.
+EMBEDDED_MAX_BATCH = 8
+MAX_CHOICES_PER_REQUEST = 2  # the largest n the checks and the fuzzer (after clamping) send
+
+
+def embedded_max_queue(concurrency: int) -> int:
+    """The embedded mock's --max-queue: room for `concurrency` requests of n 2 beyond the batch, no more."""
+    return max(0, MAX_CHOICES_PER_REQUEST * concurrency - EMBEDDED_MAX_BATCH)
 
 
 class EmbeddedStartError(RuntimeError):
@@ -43,6 +56,8 @@ class EmbeddedMock:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    max_batch: int = EMBEDDED_MAX_BATCH
+    max_queue: int = 0
 
     @property
     def base_url(self) -> str:
@@ -52,15 +67,16 @@ class EmbeddedMock:
     def command(self) -> list[str]:
         """The child's command line."""
         cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--model", self.model, "--load-delay", str(self.load_delay), "--log-level", "warning"]
+               "--model", self.model, "--load-delay", str(self.load_delay), "--log-level", "warning",
+               "--max-batch", str(self.max_batch), "--max-queue", str(self.max_queue)]
         return cmd + self.extra_args  # the API key travels in the environment, not on a visible command line
 
     def start(self) -> str:
         """Start the child, wait until /health answers HTTP (any status), return the base URL."""
         self.port = self.port or free_port()
         # The child reads CHATCONFORM_* too (e.g. CHATCONFORM_MODEL means something else there):
-        # give it only the explicit flags.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATCONFORM_")}
+        # give it only the explicit flags, except where the model lives (cache, GGUF).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATCONFORM_") or k in KEPT_ENV}
         if self.api_key:
             env["CHATCONFORM_API_KEY"] = self.api_key
         handle, name = tempfile.mkstemp(prefix="chatconform-mock-", suffix=".log")
@@ -103,7 +119,7 @@ class EmbeddedMock:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    def __enter__(self) -> "EmbeddedMock":
+    def __enter__(self) -> EmbeddedMock:
         self.start()
         return self
 

@@ -13,8 +13,13 @@ In both, every status must be one the operation documents. A case is judged by w
 sent: after clamping (max_tokens <= 8, n <= 2, so generation stays cheap) the body is validated
 against the spec again, and a body that turned out valid is held to the positive rules.
 
-A failing random case makes Hypothesis shrink it (its minimal example is replayed last); per clause
-the shortest failing request is kept as the finding, with its exchange and a curl line.
+A failing random case makes Hypothesis shrink it, within a budget: a passing random run judges
+`fuzz_budget` cases, and once a case has failed the run may send at most `fuzz_shrink` requests
+beyond those (Hypothesis explores on after a failure, then shrinks). When they are spent, the next
+case stops the Hypothesis run (`_BudgetSpent`), so a failure costs at most `fuzz_shrink` extra
+requests. A case whose bytes were already sent is judged from memory, not sent again. Per clause
+the shortest failing request actually sent is kept as the finding, with its exchange and a curl
+line, so a finding is always a request that really failed.
 The requests go through the suite's own `Target` (pacing, auth, evidence); schemathesis generates
 the cases and runs the registered stream check on the answers.
 """
@@ -35,7 +40,7 @@ from schemathesis.core import NOT_SET
 from schemathesis.core.failures import FailureGroup
 
 from conformance.client import Exchange, Target
-from conformance.config import SuiteConfig
+from conformance.config import DEFAULT_FUZZ_SHRINK, SuiteConfig
 from conformance.sse import DONE, parse_sse
 from spec import schemas
 
@@ -74,12 +79,19 @@ class PhaseResult:
     statuses: Counter[int] = field(default_factory=Counter)
     findings: dict[str, FuzzFinding] = field(default_factory=dict)
     error: str | None = None  # a suite-side error (generation failed), not a target failure
+    random_cases: int = 0  # cases Hypothesis asked to judge (sent or from memory)
+    replayed: int = 0  # random cases judged from memory (the same bytes were sent before)
+    after_failure: int | None = None  # requests sent after the first random failure (None: no failure)
+    shrink_requests: int = 0  # requests beyond the fuzz_budget random cases (within fuzz_shrink)
+    budget_spent: bool = False  # the Hypothesis run was stopped because the shrink budget was spent
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (statuses and findings with their curl lines)."""
         return {
             "phase": self.phase, "examples": self.examples, "streams_checked": self.streams_checked,
-            "error": self.error,
+            "error": self.error, "random_cases": self.random_cases, "replayed": self.replayed,
+            "after_failure": self.after_failure, "shrink_requests": self.shrink_requests,
+            "budget_spent": self.budget_spent,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "findings": {cid: {"message": f.message, "curl": f.curl} for cid, f in self.findings.items()},
         }
@@ -117,6 +129,14 @@ class _InvalidNotRefused(_Broken):
 
 class _Undocumented(_Broken):
     clause_id = DOCUMENTED
+
+
+class _BudgetSpent(BaseException):
+    """The shrink budget is spent: stops the Hypothesis run at once.
+
+    A BaseException (like KeyboardInterrupt) is not a test failure to Hypothesis: it ends the run
+    instead of being shrunk, so no further case is generated, sent or shrunk.
+    """
 
 
 # --- the stream state machine as a schemathesis check ---------------------------------------------
@@ -178,9 +198,7 @@ def clamp(body: Any) -> Any:
         return body
     body = dict(body)
     tokens = body.get("max_tokens", None)
-    if "max_tokens" not in body or tokens is None:
-        body["max_tokens"] = MAX_TOKENS
-    elif _is_number(tokens) and tokens > MAX_TOKENS:
+    if "max_tokens" not in body or tokens is None or _is_number(tokens) and tokens > MAX_TOKENS:
         body["max_tokens"] = MAX_TOKENS
     n = body.get("n")
     if _is_number(n) and n > MAX_N:
@@ -272,16 +290,43 @@ def _coverage_cases(schema: Any, mode: GenerationMode, limit: int) -> list[schem
 class _Phase:
     """Sends cases, judges the answers and keeps the smallest failing request per clause."""
 
-    def __init__(self, target: Target, name: str) -> None:
+    def __init__(self, target: Target, name: str, explore: int, shrink_budget: int = DEFAULT_FUZZ_SHRINK) -> None:
         self.target = target
         self.result = PhaseResult(name)
         self.documented = documented_statuses()
+        self.explore = explore  # the random cases of a passing run (fuzz_budget)
+        self.shrink_budget = shrink_budget  # requests allowed beyond them, once a case failed
+        self._judged: dict[bytes, _Broken | None] = {}  # the bytes sent -> the clause they broke, if any
+
+    def random_case(self, case: schemathesis.Case) -> _Broken | None:
+        """Judge one of Hypothesis' cases: from memory, else sent; raise _BudgetSpent when the budget is spent."""
+        result = self.result
+        result.random_cases += 1
+        beyond = result.random_cases > self.explore  # past what a passing run would judge: shrinking
+        if result.after_failure is not None and beyond and result.shrink_requests >= self.shrink_budget:
+            raise _BudgetSpent  # ends the Hypothesis run; the findings hold the smallest failures sent
+        body = clamp(case.body)
+        case.body = body
+        key = _encode(body)
+        if key in self._judged:
+            result.replayed += 1
+            known = self._judged[key]
+            broken = None if known is None else type(known)(str(known))
+        else:
+            if result.after_failure is not None:
+                result.after_failure += 1
+                result.shrink_requests += beyond
+            broken = self.send(case)
+        if broken is not None and result.after_failure is None:
+            result.after_failure = 0
+        return broken
 
     def send(self, case: schemathesis.Case) -> _Broken | None:
         """Send one case (clamped) and return the clause it broke, if any (recorded as a finding)."""
         body = clamp(case.body)
         case.body = body
-        ex = self.target.chat(raw=_encode(body), headers=dict(FIXED_HEADERS))
+        key = _encode(body)
+        ex = self.target.chat(raw=key, headers=dict(FIXED_HEADERS))
         result = self.result
         result.examples += 1
         result.statuses[ex.status] += 1
@@ -291,15 +336,20 @@ class _Phase:
             result.streams_checked += 1
         if broken is not None:
             kept = result.findings.get(broken.clause_id)
-            # Hypothesis replays its minimal example last; across cases keep the shortest request.
+            # Across cases keep the shortest request (on a tie the later one: what Hypothesis shrank to).
             if kept is None or len(ex.request_body or "") <= len(kept.exchange.request_body or ""):
                 result.findings[broken.clause_id] = FuzzFinding(broken.clause_id, result.phase, str(broken), ex)
+        self._judged[key] = broken
         return broken
 
 
 def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> PhaseResult:
-    """Run one phase: coverage cases (up to 2 x fuzz_budget), then `fuzz_budget` seeded random examples."""
-    phase = _Phase(target, "positive" if mode == GenerationMode.POSITIVE else "negative")
+    """Run one phase: coverage cases (up to 2 x fuzz_budget), then `fuzz_budget` seeded random examples.
+
+    Once a case has failed, at most `fuzz_shrink` requests beyond those are sent (see the module docstring).
+    """
+    phase = _Phase(target, "positive" if mode == GenerationMode.POSITIVE else "negative", config.fuzz_budget,
+                   config.fuzz_shrink)
     schema = schemathesis.openapi.from_dict(schemas.openapi(), config=schemathesis.Config())
     strategy = schema[PATH]["POST"].as_strategy(generation_mode=mode, headers=dict(FIXED_HEADERS))
 
@@ -309,21 +359,23 @@ def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> Phas
               report_multiple_bugs=True, print_blob=False)
     @given(case=strategy)
     def one(case: schemathesis.Case) -> None:
-        broken = phase.send(case)
+        broken = phase.random_case(case)
         if broken is not None:
-            raise broken  # Hypothesis shrinks it
+            raise broken  # Hypothesis shrinks it, within the budget
 
     try:
         for case in _coverage_cases(schema, mode, COVERAGE_FACTOR * config.fuzz_budget):
             phase.send(case)
         one()
+    except _BudgetSpent:
+        phase.result.budget_spent = True
     except _Broken:
         pass
     except BaseExceptionGroup as group:  # several distinct bugs: each was shrunk and recorded
         rest = group.subgroup(lambda e: not isinstance(e, _Broken))
         if rest is not None:
             phase.result.error = f"{type(rest).__name__}: {rest}"
-    except Exception as exc:  # noqa: BLE001 - a generation or transport problem on the suite's side
+    except Exception as exc:
         phase.result.error = f"{type(exc).__name__}: {exc}"
     return phase.result
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conformance.client import Target, TargetUnreachable
-from conformance.config import ConfigError, PROFILES, SuiteConfig, load_config
+from conformance.config import PROFILES, ConfigError, SuiteConfig, load_config
 from conformance.gate import ExpectFileError, read_expect
 from conformance.registry import clause_of, lookup
 from conformance.results import CheckResult, clause_results, results_document
@@ -31,7 +31,8 @@ _OPTIONS = {
     "cc_base_url": "base_url", "cc_api_key": "api_key", "cc_model": "model", "cc_dialect": "dialect",
     "cc_profile": "profile", "cc_clause": "clause_prefixes", "cc_strict": "strict",
     "cc_timeout": "timeout", "cc_concurrency": "concurrency", "cc_delay": "delay", "cc_seed": "seed",
-    "cc_fuzz_budget": "fuzz_budget", "cc_report_dir": "report_dir", "cc_expect": "expect_file",
+    "cc_fuzz_budget": "fuzz_budget", "cc_fuzz_shrink": "fuzz_shrink", "cc_burst": "burst",
+    "cc_report_dir": "report_dir", "cc_expect": "expect_file",
 }
 
 
@@ -47,10 +48,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--strict-should", dest="cc_strict", action="store_true", default=False,
                     help="treat SHOULD clauses as MUST")
     group.addoption("--request-timeout", dest="cc_timeout", type=float, help="per-request and stream stall timeout (s)")
-    group.addoption("--concurrency", dest="cc_concurrency", type=int, help="parallel requests; only 1 in this version")
-    group.addoption("--delay", dest="cc_delay", type=float, help="seconds between requests")
+    group.addoption("--concurrency", dest="cc_concurrency", type=int,
+                    help="at most N requests in flight (default 1); a check's independent requests go N at a time")
+    group.addoption("--delay", dest="cc_delay", type=float,
+                    help="seconds between requests (a start waits this long after the last start or answer)")
     group.addoption("--seed", dest="cc_seed", type=int, help="seed of every random choice (default 1234)")
     group.addoption("--fuzz-budget", dest="cc_fuzz_budget", type=int, help="fuzz examples per operation")
+    group.addoption("--fuzz-shrink", dest="cc_fuzz_shrink", type=int,
+                    help="requests a fuzz phase may add to shrink a failure (default 20)")
+    group.addoption("--burst", dest="cc_burst", type=int,
+                    help="concurrent tiny requests sent (up to 3 times) to provoke a 429 (default 16; 0: none)")
     group.addoption("--report-dir", dest="cc_report_dir", help="where to write reports")
     group.addoption("--expect", dest="cc_expect", help="file of clause IDs known to fail")
 

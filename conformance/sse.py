@@ -90,8 +90,7 @@ class SseParser:
         if not colon:
             self.result.framing_errors.append(f"line {self._line_no}: no field name and colon: {line[:200]!r}")
             return
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if name == "data":
             if self._pending is None:
                 self._pending = []

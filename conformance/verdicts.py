@@ -156,6 +156,15 @@ def unsupported_or_fail(ex: Exchange, feature: str) -> NoReturn:
 
 
 __all__ = [
-    "CheckOutcome", "Fail", "Ignored", "NotApplicable", "SEVERITY", "Unsupported", "Verdict",
-    "refused_clearly", "require", "unsupported_or_fail", "worst",
+    "SEVERITY",
+    "CheckOutcome",
+    "Fail",
+    "Ignored",
+    "NotApplicable",
+    "Unsupported",
+    "Verdict",
+    "refused_clearly",
+    "require",
+    "unsupported_or_fail",
+    "worst",
 ]

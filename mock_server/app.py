@@ -1,24 +1,25 @@
 """The aiohttp application: routes, the error middleware, authorization and the body edge.
 
 Routes: POST /v1/chat/completions, POST /models/{model_id}/v1/chat/completions, GET /v1/models,
-GET /health, GET /info, GET /metrics. Every error, from a handler or from aiohttp's router (404,
-405, 413), leaves through `error_middleware` as the configured envelope with Content-Type
-application/json; anything unexpected is logged and answered 500 with the envelope, never a
-crash.
+GET /health, GET /info, GET /metrics, and with --record-requests GET and DELETE /mock/requests
+(the request log of request_log.py, filled by `record_middleware` and `record_answer`). Every
+error, from a handler or from aiohttp's router (404, 405, 413), leaves through `error_middleware`
+as the configured envelope with Content-Type application/json; anything unexpected is logged and
+answered 500 with the envelope, never a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
+import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aiohttp import web
-
-from spec.schemas import spec_version
 
 from mock_server import chat
 from mock_server.backend import Backend
@@ -42,7 +43,9 @@ from mock_server.metrics import Metrics
 from mock_server.plan import MAX_CHOICES, make_plan
 from mock_server.render import Identity
 from mock_server.request import ChatRequest, parse_json, validate_body
+from mock_server.request_log import CLIENT_GONE, RequestLog, make_entry
 from mock_server.state import ModelSlot
+from spec.schemas import spec_version
 
 log = logging.getLogger("mock_server.app")
 
@@ -50,6 +53,12 @@ CONFIG_KEY = web.AppKey("config", ServerConfig)
 SLOT_KEY = web.AppKey("slot", ModelSlot)
 CACHE_KEY = web.AppKey("cache", ResponseCache)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+REQUEST_LOG_KEY = web.AppKey("request_log", RequestLog)
+RAW_BODY_KEY = web.RequestKey("raw_body", bytes)  # the body as read_body read it
+RECEIVED_KEY = web.RequestKey("received", float)  # unix seconds when the request arrived
+RECORDED_KEY = web.RequestKey("recorded", bool)
+REQUEST_LOG_PATH = "/mock/requests"
+BODY_READ_TIMEOUT_S = 1.0  # reading, for the log, a body that the handler left unread (e.g. after a 401)
 # Values clients put in `model` for "whatever is served" (huggingface_hub sends `dummy` with a base_url).
 PLACEHOLDER_MODELS = frozenset({"tgi", "dummy", "default", ""})
 TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
@@ -135,9 +144,11 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"the request body is {length} bytes, larger than the limit of "
                               f"{config.max_body_bytes} bytes")
     try:
-        return await request.read()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the request body is larger than the limit of {config.max_body_bytes} bytes") from None
+    request[RAW_BODY_KEY] = raw
+    return raw
 
 
 def _header_flag(request: web.Request, name: str, default: bool) -> bool:
@@ -177,23 +188,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(faults.stall_s)
     use_cache = _header_flag(request, "x-use-cache", True) and config.cache_size > 0 and not faults.names
     cache = app[CACHE_KEY]
-    key = cache_key(body) if use_cache and not chat_request.stream and is_deterministic(chat_request) else None
+    key = cache_key(body) if use_cache and is_deterministic(chat_request) else None
     version_text = server_version()
     ident = Identity.new(backend.info.id, chat.fingerprint(backend, version_text))
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            app[METRICS_KEY].cache_hits += 1
-            return web.json_response({**hit, "id": ident.id, "created": ident.created}, headers={"x-cache": "hit"})
-    describer = ImageDescriber(config)
-    plan = await asyncio.to_thread(make_plan, chat_request, backend, describer)
-    ticket = await chat.admit(backend, plan)
-    headers = {"x-cache": "miss"}
+    hit = cache.get(key) if key is not None else None
+    if hit is not None:
+        app[METRICS_KEY].cache_hits += 1
+        answer = chat.Answer.replay(hit)
+    else:
+        describer = ImageDescriber(config)
+        plan = await asyncio.to_thread(make_plan, chat_request, backend, describer)
+        ticket = await chat.admit(backend, plan)
+        answer = chat.Answer.live(ticket, plan, None if key is None else functools.partial(cache.put, key))
+    headers = {"x-cache": "hit" if hit is not None else "miss"}
     if chat_request.stream:
-        return await chat.stream(request, ticket, plan, chat_request, ident, config.error_style, headers, faults)
-    body_out = await chat.complete(ticket, plan, chat_request, ident, faults)
-    if key is not None:
-        cache.put(key, body_out)
+        return await chat.stream(request, answer, chat_request, ident, config.error_style, headers, faults,
+                                 keepalive=config.keepalive)
+    body_out = await chat.complete(answer, chat_request, ident, faults)
     if "wrong-content-type" in faults:
         return web.Response(text=json.dumps(body_out), content_type="text/plain", headers=headers)
     return web.json_response(body_out, headers=headers)
@@ -237,7 +248,9 @@ def _info(app: web.Application) -> dict[str, Any]:
                      "reasoning_effort": "accepted; the model does not reason, so every level is the same",
                      "x-use-cache": config.cache_size > 0, "x-wait-for-model": True,
                      "error_style": config.error_style, "unknown_fields": "refused with 422",
-                     "x-mock-fault": list(FAULT_NAMES) if config.allow_faults else False},
+                     "x-mock-fault": list(FAULT_NAMES) if config.allow_faults else False,
+                     "sse_keepalive_s": config.keepalive or False,
+                     "request_log": REQUEST_LOG_PATH if config.record_requests else False},
         "config": config.public(),
     }
 
@@ -258,9 +271,66 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
+async def list_requests(request: web.Request) -> web.Response:
+    """GET /mock/requests: the recorded requests, oldest first."""
+    check_auth(request)
+    entries = request.app[REQUEST_LOG_KEY].all()
+    return web.json_response({"object": "list", "data": [entry.to_json() for entry in entries]})
+
+
+async def clear_requests(request: web.Request) -> web.Response:
+    """DELETE /mock/requests: forget the recorded requests."""
+    check_auth(request)
+    request.app[REQUEST_LOG_KEY].clear()
+    return web.Response(status=204)
+
+
+@web.middleware
+async def record_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Stamp the arrival time; record a request whose client went away before any answer (499)."""
+    request[RECEIVED_KEY] = time.time()
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        if not request.get(RECORDED_KEY) and request.path != REQUEST_LOG_PATH:
+            _record(request, CLIENT_GONE, False, request.get(RAW_BODY_KEY))
+        raise
+
+
+async def record_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: record the request as its answer starts (before the client can have it)."""
+    if request.get(RECORDED_KEY) or request.path == REQUEST_LOG_PATH:
+        return
+    raw = request.get(RAW_BODY_KEY)
+    if raw is None and request.body_exists:
+        raw = await _unread_body(request)
+    _record(request, response.status, response.content_type == "text/event-stream", raw)
+
+
+async def _unread_body(request: web.Request) -> bytes | None:
+    """The body a handler refused before reading it (401, 404), within the size limit; None when unreadable."""
+    length = request.content_length
+    if length is not None and length > request.app[CONFIG_KEY].max_body_bytes:
+        return None
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            return await request.read()
+    except (web.HTTPException, OSError, TimeoutError, ValueError):
+        return None
+
+
+def _record(request: web.Request, status: int, streamed: bool, raw: bytes | None) -> None:
+    request[RECORDED_KEY] = True
+    entry = make_entry(method=request.method, path=request.path, query=request.query, headers=request.headers,
+                       raw=raw, status=status, streamed=streamed,
+                       timestamp=request.get(RECEIVED_KEY, time.time()))
+    request.app[REQUEST_LOG_KEY].record(entry, len(raw or b""))
+
+
 def create_app(config: ServerConfig, backend: Backend | None = None) -> web.Application:
     """The application; without a backend, the model is loaded in the background on startup."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    middlewares = [record_middleware, error_middleware] if config.record_requests else [error_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG_KEY] = config
     app[CACHE_KEY] = ResponseCache(config.cache_size)
     app[METRICS_KEY] = Metrics()
@@ -270,6 +340,11 @@ def create_app(config: ServerConfig, backend: Backend | None = None) -> web.Appl
     app.router.add_get("/health", health)
     app.router.add_get("/info", info)
     app.router.add_get("/metrics", metrics)
+    if config.record_requests:
+        app[REQUEST_LOG_KEY] = RequestLog()
+        app.router.add_get(REQUEST_LOG_PATH, list_requests)
+        app.router.add_delete(REQUEST_LOG_PATH, clear_requests)
+        app.on_response_prepare.append(record_answer)
 
     async def on_startup(app: web.Application) -> None:
         app[SLOT_KEY] = slot = ModelSlot(config, backend)

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mock_server.config import ServerConfig
+from mock_server.scheduler import Scheduler, Ticket
 from reference_model.chat_template import ChatTemplate
 from reference_model.generation import BatchGenerator, GenerationRequest
 from reference_model.tokenizer import Tokenizer
-
-from mock_server.config import ServerConfig
-from mock_server.scheduler import Scheduler, Ticket
 
 log = logging.getLogger("mock_server.backend")
 
@@ -106,7 +105,8 @@ def load_backend(config: ServerConfig, *, work_dir: Path | None = None,
 
     tokenizer = Tokenizer.load()
     template = ChatTemplate.load()
-    options = {"device": config.device, "threads": config.threads, "max_batch": config.max_batch}
+    options = {"device": config.device, "threads": config.threads, "max_batch": config.max_batch,
+               "spin": config.spin}
     if config.model == "tiny":
         from reference_model.tiny import TINY_SEED, build_tiny
 

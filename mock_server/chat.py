@@ -4,7 +4,9 @@ Before the 200 is sent every error is a JSON error response (the generator's adm
 request included, so a stream with a bad parameter never starts). After a stream began, an error
 is one last `data: <envelope>` event and the stream ends without [DONE]. Whatever ends the
 handler (finish, error, client gone: aiohttp cancels the handler, or a write fails) cancels the
-ticket, so the generator drops the request at its next step.
+ticket, so the generator drops the request at its next step. An answer is rendered from events,
+live from a ticket or replayed from the cache (`Replay`), the same way; a live answer that ran to
+its end hands its generation to `Answer.keep` (the cache).
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from reference_model.generation import Finished, TokenEvent
-
 from mock_server.backend import Backend
+from mock_server.cache import Generation
 from mock_server.errors import ApiError, GenerationFailed, InternalError, envelope
 from mock_server.faults import NO_FAULTS, Faults, InjectedFault, break_body
+from mock_server.keepalive import PacedWriter
 from mock_server.plan import Plan
 from mock_server.render import (
     SSE_DONE,
@@ -33,6 +38,7 @@ from mock_server.render import (
 )
 from mock_server.request import ChatRequest
 from mock_server.scheduler import Admitted, ChoiceEvent, Ticket
+from reference_model.generation import Finished, TokenEvent
 
 log = logging.getLogger("mock_server.chat")
 
@@ -42,24 +48,78 @@ def fingerprint(backend: Backend, version: str) -> str:
     return f"chatconform-{version}-{backend.info.weights}-{backend.info.digest[:12]}"
 
 
-async def collect(ticket: Ticket, n: int) -> list[ChoiceResult]:
-    """Run a ticket to the end; the finished choices in index order."""
+class EventSource(Protocol):
+    """A stream of Admitted/ChoiceEvent items: a live `Ticket` or a cached `Replay`."""
+
+    closed: bool
+
+    async def next(self, timeout: float | None = None) -> Any:
+        """The next item (an ApiError is raised); TimeoutError when none comes within `timeout` seconds."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop producing items (idempotent)."""
+        ...
+
+
+class Replay:
+    """A cached generation played back as a ticket would: each choice's tokens, then its finish."""
+
+    def __init__(self, generation: Generation) -> None:
+        self._items = deque(ChoiceEvent(index, event) for index, choice in enumerate(generation.choices)
+                            for event in (*choice.tokens, choice.finished))
+        self.closed = False
+
+    async def next(self, timeout: float | None = None) -> Any:
+        """The next event (always at hand)."""
+        return self._items.popleft()
+
+    def cancel(self) -> None:
+        """Nothing runs behind a replay."""
+        self.closed = True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one answer is rendered from: its events, how many choices, the prompt's size."""
+
+    source: EventSource
+    choices: int
+    prompt_tokens: int
+    keep: Callable[[Generation], None] | None = None  # given the generation once the answer is complete
+
+    @classmethod
+    def live(cls, ticket: Ticket, plan: Plan, keep: Callable[[Generation], None] | None = None) -> Answer:
+        """An answer generated now."""
+        return cls(ticket, len(plan.requests), plan.prompt_tokens, keep)
+
+    @classmethod
+    def replay(cls, generation: Generation) -> Answer:
+        """An answer from the cache."""
+        return cls(Replay(generation), len(generation.choices), generation.prompt_tokens)
+
+    def completed(self, results: list[ChoiceResult]) -> None:
+        """Hand the finished generation to `keep`."""
+        if self.keep is not None:
+            self.keep(Generation.of(self.prompt_tokens, results))
+
+
+async def collect(source: EventSource, n: int) -> list[ChoiceResult]:
+    """Run a source to the end; the finished choices in index order."""
     results = [ChoiceResult(i) for i in range(n)]
     left = n
     while left:
-        item = await ticket.next()
+        item = await source.next()
         if not isinstance(item, ChoiceEvent):
             continue
         result = results[item.index]
         event = item.event
         if isinstance(event, TokenEvent):
-            result.content.append(event.text)
-            if event.logprob is not None:
-                result.logprobs.append(event.logprob)
+            result.tokens.append(event)
         elif isinstance(event, Finished):
             result.finished = event
             left -= 1
-    ticket.closed = True
+    source.closed = True
     return results
 
 
@@ -75,29 +135,36 @@ async def admit(backend: Backend, plan: Plan) -> Ticket:
     return ticket
 
 
-async def complete(ticket: Ticket, plan: Plan, request: ChatRequest, ident: Identity,
+async def complete(answer: Answer, request: ChatRequest, ident: Identity,
                    faults: Faults = NO_FAULTS) -> dict[str, Any]:
     """The non-streaming body."""
     try:
-        results = await collect(ticket, len(plan.requests))
+        results = await collect(answer.source, answer.choices)
     finally:
-        ticket.cancel()
-    body = completion_body(ident, results, usage_of(plan.prompt_tokens, results), logprobs=request.logprobs)
+        answer.source.cancel()
+    if faults.slow_s:
+        await asyncio.sleep(faults.slow_s * sum(len(r.tokens) for r in results))
+    answer.completed(results)
+    body = completion_body(ident, results, usage_of(answer.prompt_tokens, results), logprobs=request.logprobs)
     return break_body(body, faults)
 
 
-async def stream(http: web.Request, ticket: Ticket, plan: Plan, request: ChatRequest, ident: Identity,
-                 error_style: str, headers: dict[str, str], faults: Faults = NO_FAULTS) -> web.StreamResponse:
-    """The SSE answer: role chunks, one chunk per token, tool calls, finish, usage, [DONE]."""
+async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident: Identity, error_style: str,
+                 headers: dict[str, str], faults: Faults = NO_FAULTS, keepalive: float = 0.0) -> web.StreamResponse:
+    """The SSE answer: role chunks, one chunk per token, tool calls, finish, usage, [DONE].
+
+    keepalive: seconds of silence after which a `: keep-alive` comment is sent (0: never).
+    """
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
                                                        "Cache-Control": "no-cache", **headers})
     render = ChunkRenderer(ident, include_usage=request.include_usage)
-    n = len(plan.requests)
+    n = answer.choices
     results = [ChoiceResult(i) for i in range(n)]
-    token_chunks = 0
+    source = answer.source
+    out = PacedWriter(response, keepalive)  # its first silence starts about when the headers go out
 
     async def send(chunk: dict[str, Any]) -> None:
-        await response.write(sse(break_body(chunk, faults)))
+        await out.write(sse(break_body(chunk, faults)))
 
     try:
         await response.prepare(http)
@@ -109,22 +176,24 @@ async def stream(http: web.Request, ticket: Ticket, plan: Plan, request: ChatReq
         left = n
         while left:
             try:
-                item = await ticket.next()
+                item = await out.next(source)
             except ApiError as exc:
-                await response.write(sse(envelope(exc, error_style)))
+                await out.write(sse(envelope(exc, error_style)))
                 await response.write_eof()
                 return response
             if not isinstance(item, ChoiceEvent):
                 continue
             event, index = item.event, item.index
             if isinstance(event, TokenEvent):
+                results[index].tokens.append(event)
+                if faults.slow_s:
+                    await out.pause(faults.slow_s)
                 logprobs = [event.logprob] if event.logprob is not None else None
                 if event.text or logprobs:
                     await send(render.delta(index, {"content": event.text}, logprobs=logprobs))
-                    token_chunks += 1
                     if "error-mid-stream" in faults:
                         failure = InjectedFault("injected fault: the stream failed after it began")
-                        await response.write(sse(envelope(failure, error_style)))
+                        await out.write(sse(envelope(failure, error_style)))
                         await response.write_eof()
                         return response
                 continue
@@ -136,12 +205,13 @@ async def stream(http: web.Request, ticket: Ticket, plan: Plan, request: ChatReq
                 await send(render.tool_calls(index, event.tool_calls))
             for _ in range(2 if "double-finish" in faults else 1):
                 await send(render.delta(index, {}, finish_reason=event.reason.value))
-        ticket.closed = True
+        source.closed = True
         if request.include_usage and "no-usage-chunk" not in faults:
-            await send(render.usage(usage_of(plan.prompt_tokens, results)))
+            await send(render.usage(usage_of(answer.prompt_tokens, results)))
         if "no-done" not in faults:
-            await response.write(SSE_DONE)
+            await out.write(SSE_DONE)
         await response.write_eof()
+        answer.completed(results)
     except ConnectionError:
         log.info("client of %s went away; generation cancelled", ident.id)
     except asyncio.CancelledError:  # client gone, or the server is shutting down: say so if anyone listens
@@ -159,5 +229,5 @@ async def stream(http: web.Request, ticket: Ticket, plan: Plan, request: ChatReq
         else:
             raise
     finally:
-        ticket.cancel()
+        source.cancel()
     return response

@@ -39,6 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch http(s) image URLs (default: data: URLs only)")
     parser.add_argument("--allow-faults", action="store_true", default=None,
                         help="honour x-mock-fault headers that break the spec on purpose (for testing checkers)")
+    parser.add_argument("--keepalive", type=float, metavar="SECONDS",
+                        help="send an SSE comment ': keep-alive' after this many seconds without stream output "
+                             "(default 15; 0: never)")
+    parser.add_argument("--no-spin", dest="spin", action="store_false", default=None,
+                        help="idle ONNX Runtime threads sleep instead of spin-waiting (slower on idle cores; "
+                             "kinder to a machine shared with other busy processes)")
+    parser.add_argument("--record-requests", action="store_true", default=None,
+                        help="keep the last 1000 requests (authorization redacted) and list them at "
+                             "GET /mock/requests (DELETE clears them)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ option, where it came from, the rule and the value.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -48,6 +49,9 @@ class ServerConfig:
     max_image_bytes: int = 4 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     allow_faults: bool = False  # honour x-mock-fault (see faults.py); off: such requests get 400
+    keepalive: float = 15.0  # seconds of silence in a stream before a `: keep-alive` SSE comment; 0: never
+    spin: bool = True  # idle ONNX Runtime intra-op threads spin-wait (False: they sleep)
+    record_requests: bool = False  # keep the last requests (request_log.py), readable at GET /mock/requests
 
     def public(self) -> dict[str, Any]:
         """The effective configuration for reports and /info, the API key masked."""
@@ -76,7 +80,7 @@ def _float(low: float) -> Callable[[str, Any], float]:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name}: must be a number, got {value!r}") from None
-        if not number >= low or number != number or number == float("inf"):
+        if not (math.isfinite(number) and number >= low):
             raise ConfigError(f"{name}: must be a finite number >= {low}, got {value!r}")
         return number
     return parse
@@ -115,7 +119,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "error_style": _choice(ERROR_STYLES), "max_batch": _int(1, 256), "max_queue": _int(0, 100_000),
     "max_body_bytes": _int(1024), "load_delay": _float(0.0), "cache_size": _int(0),
     "allow_remote_images": _bool, "max_image_bytes": _int(1), "max_image_pixels": _int(1),
-    "allow_faults": _bool,
+    "allow_faults": _bool, "keepalive": _float(0.0), "record_requests": _bool, "spin": _bool,
 }
 
 

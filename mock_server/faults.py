@@ -5,7 +5,10 @@ For proving that conformance checks can fail. Off unless the server runs with `-
 so a fault is never applied, or dropped, by surprise. The header holds comma-separated names:
 
   http-500          answer 500 with the error envelope instead of generating
-  stall=S           wait S seconds (at most 120) before the first byte of the answer
+  stall=S           wait S seconds (at most 120) before the first byte of the answer: a dead
+                    server, silent (no SSE keep-alive comments either), so client read timeouts fire
+  slow=S            hold every token back S seconds (at most 10): a stream that is slow but alive
+                    (keep-alive comments fill its gaps); a non-streamed answer comes S x tokens later
   wrong-content-type  send the JSON body as text/plain
   no-id             leave `id` out of the body / every chunk
   bad-usage         total_tokens one more than prompt + completion
@@ -23,9 +26,11 @@ from typing import Any
 
 from mock_server.errors import ApiError, BadRequest
 
-FAULT_NAMES = ("http-500", "stall", "wrong-content-type", "no-id", "bad-usage", "no-role", "double-finish",
+FAULT_NAMES = ("http-500", "stall", "slow", "wrong-content-type", "no-id", "bad-usage", "no-role", "double-finish",
                "no-usage-chunk", "error-mid-stream", "no-done")
 MAX_STALL_S = 120.0
+MAX_SLOW_S = 10.0  # per token
+DELAY_LIMITS = {"stall": MAX_STALL_S, "slow": MAX_SLOW_S}  # the faults that take seconds, and their bound
 
 
 class InjectedFault(ApiError):
@@ -39,7 +44,8 @@ class Faults:
     """The faults one request asked for."""
 
     names: frozenset[str] = frozenset()
-    stall_s: float = 0.0
+    stall_s: float = 0.0  # before the first byte
+    slow_s: float = 0.0  # before every token
 
     def __contains__(self, name: str) -> bool:
         return name in self.names
@@ -56,23 +62,31 @@ def parse_faults(header: str | None, allowed: bool) -> Faults:
         raise BadRequest("x-mock-fault: fault injection is disabled on this server (start it with --allow-faults)",
                          param="x-mock-fault")
     names: set[str] = set()
-    stall = 0.0
+    delays = dict.fromkeys(DELAY_LIMITS, 0.0)
     for item in header.split(","):
         name, _, value = item.strip().partition("=")
         if name not in FAULT_NAMES:
             raise BadRequest(f"x-mock-fault: unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}",
                              param="x-mock-fault")
-        if name == "stall":
-            try:
-                stall = float(value)
-            except ValueError:
-                raise BadRequest(f"x-mock-fault: stall needs seconds, as stall=2.5, got {item.strip()!r}",
-                                 param="x-mock-fault") from None
-            if not 0 <= stall <= MAX_STALL_S:
-                raise BadRequest(f"x-mock-fault: stall must be in [0, {MAX_STALL_S:g}] seconds, got {stall:g}",
-                                 param="x-mock-fault")
+        if name in DELAY_LIMITS:
+            delays[name] = _seconds(name, value, item.strip())
+        elif value:
+            raise BadRequest(f"x-mock-fault: {name} takes no value, got {item.strip()!r}", param="x-mock-fault")
         names.add(name)
-    return Faults(frozenset(names), stall)
+    return Faults(frozenset(names), stall_s=delays["stall"], slow_s=delays["slow"])
+
+
+def _seconds(name: str, value: str, item: str) -> float:
+    limit = DELAY_LIMITS[name]
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise BadRequest(f"x-mock-fault: {name} needs seconds, as {name}=2.5, got {item!r}",
+                         param="x-mock-fault") from None
+    if not 0 <= seconds <= limit:
+        raise BadRequest(f"x-mock-fault: {name} must be in [0, {limit:g}] seconds, got {seconds:g}",
+                         param="x-mock-fault")
+    return seconds
 
 
 def break_body(body: dict[str, Any], faults: Faults) -> dict[str, Any]:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mock_server.backend import Backend
+from mock_server.errors import ValidationFailed, model_error
+from mock_server.prompt import Describer, template_messages
+from mock_server.request import ChatRequest, ResponseFormatIn
 from reference_model.constraints import (
     JsonObject,
     JsonSchema,
@@ -24,11 +28,6 @@ from reference_model.constraints import (
 from reference_model.errors import ReferenceModelError
 from reference_model.generation import GenerationRequest
 from reference_model.sampling import MAX_SEED, SamplingParams
-
-from mock_server.backend import Backend
-from mock_server.errors import ValidationFailed, model_error
-from mock_server.prompt import Describer, template_messages
-from mock_server.request import ChatRequest, ResponseFormatIn
 
 MAX_CHOICES = 8
 

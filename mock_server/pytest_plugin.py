@@ -1,10 +1,18 @@
-"""A pytest plugin: the `chatconform_server` fixture, one mock server per test session.
+"""A pytest plugin: one mock server per test session, and the requests it received.
 
-Registered through the `pytest11` entry point (or `-p mock_server.pytest_plugin`). The fixture
-yields the base URL (`http://127.0.0.1:<free port>`) of a server that is ready to answer. Its
-configuration comes from the environment like `chatconform serve` (CHATCONFORM_MODEL=tiny for a
-fast random-weight model; the SmolLM2 reference by default), with `--chatconform-model` to override
-the model; host and port are always 127.0.0.1 and a free port.
+Registered through the `pytest11` entry point (or `-p mock_server.pytest_plugin`). Fixtures:
+
+- `chatconform_server` (session): the base URL (`http://127.0.0.1:<free port>`) of a server that
+  is ready to answer;
+- `chatconform_requests` (function): that server's `RequestLog`, cleared when the test starts,
+  so it holds what this test's code sent: `.all()`, `.last()`, `.chat()`, `.chat_bodies()`,
+  `.clear()`; each entry a `RecordedRequest` (method, path, query, headers with credentials
+  redacted, the JSON body or the text, the answer's status, whether it streamed, the time).
+
+The server's configuration comes from the environment like `chatconform serve`
+(CHATCONFORM_MODEL=tiny for a fast random-weight model; the SmolLM2 reference by default), with
+`--chatconform-model` to override the model; host and port are always 127.0.0.1 and a free port,
+and requests are always recorded (the log keeps the last 1000).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from mock_server.config import MODELS, load_config
+from mock_server.request_log import RequestLog
 from mock_server.server import ServerThread
 
 READY_TIMEOUT_S = 600.0  # the first use of the reference model may convert it (minutes on a small CPU)
@@ -26,9 +35,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def chatconform_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The base URL of a ready mock server for this session."""
-    config = load_config({"host": "127.0.0.1", "port": 0, "model": request.config.getoption("--chatconform-model")})
+def chatconform_server_thread(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    """The session's ready mock server (its `base_url`, its `requests` log)."""
+    config = load_config({"host": "127.0.0.1", "port": 0, "model": request.config.getoption("--chatconform-model"),
+                          "record_requests": True})
     with ServerThread(config) as server:
         server.wait_ready(READY_TIMEOUT_S)
-        yield server.base_url
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chatconform_server(chatconform_server_thread: ServerThread) -> str:
+    """The base URL of a ready mock server for this session."""
+    return chatconform_server_thread.base_url
+
+
+@pytest.fixture()
+def chatconform_requests(chatconform_server_thread: ServerThread) -> RequestLog:
+    """The requests the session's server received during this test (cleared at its start)."""
+    log = chatconform_server_thread.requests
+    log.clear()
+    return log

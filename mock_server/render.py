@@ -13,10 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_model.generation import Finished, ToolCallOut
+from reference_model.generation import Finished, TokenEvent, ToolCallOut
 from reference_model.logprobs import TokenLogprob
 
 SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients skip it, proxies see the connection live
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,18 @@ class ChoiceResult:
     """One choice, accumulated from its events."""
 
     index: int
-    content: list[str] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
+    tokens: list[TokenEvent] = field(default_factory=list)
     finished: Finished | None = None
+
+    @property
+    def content(self) -> str:
+        """The text so far: every token's text, then the finish's trailing text."""
+        return "".join(t.text for t in self.tokens) + (self.finished.text if self.finished is not None else "")
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        """The logprob entries of the tokens that carry one."""
+        return [t.logprob for t in self.tokens if t.logprob is not None]
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ def completion_body(ident: Identity, results: list[ChoiceResult], usage: Usage, 
             message["content"] = None
             message["tool_calls"] = [tool_call_json(c) for c in r.finished.tool_calls]
         else:
-            message["content"] = "".join(r.content) + r.finished.text
+            message["content"] = r.content
         choices.append({"index": r.index, "message": message,
                         "logprobs": {"content": [logprob_entry(e) for e in r.logprobs]} if logprobs else None,
                         "finish_reason": r.finished.reason.value})

@@ -12,10 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mock_server.errors import BadRequest, ValidationFailed
 from spec import schemas
 from spec.violations import SchemaViolation, short
-
-from mock_server.errors import BadRequest, ValidationFailed
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mock_server.errors import ApiError, GenerationFailed, InternalError, Overloaded, model_error
 from reference_model.errors import ContextLengthError, ReferenceModelError
 from reference_model.generation import Finished, GenerationRequest
 from reference_model.generation import GenerationFailed as StepFailed
-
-from mock_server.errors import ApiError, GenerationFailed, InternalError, Overloaded, model_error
 
 log = logging.getLogger("mock_server.scheduler")
 
@@ -80,9 +79,12 @@ class Ticket:
         except RuntimeError:
             pass
 
-    async def next(self) -> Any:
-        """The next item; an ApiError item is raised."""
-        item = await self.queue.get()
+    async def next(self, timeout: float | None = None) -> Any:
+        """The next item; an ApiError item is raised; TimeoutError when none comes within `timeout` seconds."""
+        if timeout is None or not self.queue.empty():
+            item = await self.queue.get()
+        else:  # a cancelled get leaves the queue as it was: no item is lost
+            item = await asyncio.wait_for(self.queue.get(), timeout)
         if isinstance(item, ApiError):
             self.closed = True
             raise item

@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from mock_server.app import SLOT_KEY, create_app
+from mock_server.app import REQUEST_LOG_KEY, SLOT_KEY, create_app
 from mock_server.backend import Backend
 from mock_server.config import ServerConfig
+from mock_server.request_log import RequestLog
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -89,6 +90,16 @@ class ServerThread:
     def base_url(self) -> str:
         """http://127.0.0.1:<port>"""
         return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def requests(self) -> RequestLog:
+        """The requests this server received (its config must have record_requests on)."""
+        if self.app is None:
+            raise RuntimeError("the mock server has not started")
+        if REQUEST_LOG_KEY not in self.app:
+            raise RuntimeError("this mock server does not record requests: start it with record_requests=True "
+                               "(--record-requests)")
+        return self.app[REQUEST_LOG_KEY]
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -102,8 +102,8 @@ class ChatTemplate:
     @classmethod
     def from_gguf(cls, path: str | Path) -> ChatTemplate:
         """Read `tokenizer.chat_template` and the control-token strings from a GGUF."""
-        from reference_model.tokenizer import TOKEN_TYPE_CONTROL
         from reference_model.gguf_file import open_gguf
+        from reference_model.tokenizer import TOKEN_TYPE_CONTROL
 
         try:
             reader = open_gguf(path)

@@ -203,14 +203,14 @@ class BatchGenerator:
         for active in self._admit():
             try:
                 active.logits = self.engine.prefill(active.seq)
-            except Exception as exc:  # noqa: BLE001 - any failure ends only the requests it concerns
+            except Exception as exc:
                 failed[active.rid] = exc
                 self._remove(active)
         feed = {a.seq: a.to_feed for a in self._running.values() if a.to_feed is not None}
         if feed:
             try:
                 out = self.engine.step(feed)
-            except Exception as exc:  # noqa: BLE001 - any failure ends only the requests it concerns
+            except Exception as exc:
                 for active in list(self._running.values()):
                     if active.to_feed is not None:
                         failed[active.rid] = exc
@@ -224,7 +224,7 @@ class BatchGenerator:
                 continue
             try:
                 new = self._advance(active)
-            except Exception as exc:  # noqa: BLE001 - any failure ends only the requests it concerns
+            except Exception as exc:
                 failed[active.rid] = exc
                 self._remove(active)
                 continue

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from reference_model.errors import WeightsError
-from reference_model.weights import (GGUF_SHA256, MODEL_NAME, ensure_gguf, gguf_cache_path,
-                                     read_manifest, sha256_file)
+from reference_model.weights import GGUF_SHA256, MODEL_NAME, ensure_gguf, gguf_cache_path, read_manifest, sha256_file
 
 
 @dataclass(frozen=True)

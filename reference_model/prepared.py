@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,7 @@ def convert_gguf(gguf: Path, directory: Path, options: GraphOptions, *, progress
         directory.mkdir(parents=True, exist_ok=True)
         # The old manifest goes first: from here until the new one lands the directory is partial.
         (directory / MANIFEST_NAME).unlink(missing_ok=True)
-        _atomic_write(directory / GRAPH_NAME, lambda tmp: onnx.save_model(model, str(tmp)))
+        _atomic_write(directory / GRAPH_NAME, partial(onnx.save_model, model))
         del model
         bar.advance()
         bar.stage(f"{options.weights}: hashing")

@@ -181,8 +181,7 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self._progress = None
         if enabled:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                       DownloadColumn(), TransferSpeedColumn(), transient=False)

@@ -48,8 +48,7 @@ def escape_token(token: str | int) -> str:
 
 def pointer_tokens(pointer: str) -> list[str]:
     """Split a JSON pointer (`/a/b` or `#/a/b`) into unescaped reference tokens."""
-    if pointer.startswith("#"):
-        pointer = pointer[1:]
+    pointer = pointer.removeprefix("#")
     if pointer == "":
         return []
     if not pointer.startswith("/"):

@@ -14,5 +14,7 @@ Writing a check:
   Fail on a SHOULD clause is WARN unless strict; Fail on a MAY clause whose every exchange was a
   clear 4xx refusal is UNSUPPORTED. A plain AssertionError counts as Fail; any other exception is
   a suite-side ERROR.
-- keep max_tokens small (1-32) and send `x-use-cache: false` where two answers must be computed.
+- keep max_tokens small (1-32) and send `x-use-cache: false` where two answers must be computed;
+- send a check's independent requests through `target.many([thunk, ...])`: they go out up to
+  `--concurrency` at a time (one after the other by default), results in order.
 """

@@ -69,8 +69,8 @@ def responses(target: Target) -> list[Sample]:
             {"role": "user", "content": "What is the weather in Paris?"}])),
     ]
     samples = []
-    for label, body in plan:
-        ex = target.chat(body)
+    answers = target.many(lambda body=body: target.chat(body) for _, body in plan)
+    for (label, body), ex in zip(plan, answers, strict=True):
         if label == "plain" and ex.status != 200:
             raise Fail(f"the plain request was not answered 200 (got {ex.status}); response checks cannot run",
                        expected=200, actual=ex.status, exchanges=ex)
@@ -91,8 +91,8 @@ def streams(target: Target) -> list[Sample]:
         ("n-2", target.body(max_tokens=4, n=2, seed=7, stream=True, stream_options={"include_usage": True})),
     ]
     samples = []
-    for label, body in plan:
-        ex = target.chat_stream(body)
+    answers = target.many(lambda body=body: target.chat_stream(body) for _, body in plan)
+    for (label, body), ex in zip(plan, answers, strict=True):
         if label == "plain" and ex.status != 200:
             raise Fail(f"the plain stream request was not answered 200 (got {ex.status}); stream checks cannot run",
                        expected=200, actual=ex.status, exchanges=ex)

@@ -7,7 +7,10 @@ from typing import Any
 
 from conformance.client import Target
 from conformance.expectations import (
-    completion, first_content, is_json_content_type, names_field,
+    completion,
+    first_content,
+    is_json_content_type,
+    names_field,
 )
 from conformance.registry import clause
 from conformance.samples import Sample, bodies_and_chunks
@@ -170,10 +173,10 @@ def test_user_text_parts(target: Target) -> None:
 def test_user_parts_equivalent(target: Target) -> None:
     """At temperature 0, a user content of one text part yields the same content as the same text given as a string."""
     text = "Name three animals."
-    as_part = target.chat(target.body(max_tokens=12, temperature=0, seed=5, messages=[
-        {"role": "user", "content": [{"type": "text", "text": text}]}]), headers={"x-use-cache": "false"})
-    as_string = target.chat(target.body(max_tokens=12, temperature=0, seed=5, messages=[
-        {"role": "user", "content": text}]), headers={"x-use-cache": "false"})
+    as_part, as_string = target.many(
+        lambda content=content: target.chat(target.body(max_tokens=12, temperature=0, seed=5, messages=[
+            {"role": "user", "content": content}]), headers={"x-use-cache": "false"})
+        for content in ([{"type": "text", "text": text}], text))
     a, b = first_content(as_part, "one text part"), first_content(as_string, "string content")
     require(a == b, "one text part and the same string give different answers at temperature 0",
             expected=b, actual=a, exchanges=(as_part, as_string))
@@ -228,8 +231,7 @@ def test_response_id_present(responses: list[Sample]) -> None:
 def test_response_id_unique(target: Target) -> None:
     """Two identical requests sent with x-use-cache false get responses with different ids."""
     body = target.body(max_tokens=4, temperature=0)
-    first = target.chat(body, headers={"x-use-cache": "false"})
-    second = target.chat(body, headers={"x-use-cache": "false"})
+    first, second = target.many([lambda: target.chat(body, headers={"x-use-cache": "false"})] * 2)
     a, b = completion(first).get("id"), completion(second).get("id")
     require(a != b, "two requests got the same id", expected="different ids", actual=[a, b], exchanges=(first, second))
 

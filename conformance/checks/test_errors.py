@@ -32,10 +32,10 @@ class ErrorExchange:
 def invalid_exchanges(target: Target, suite_config: SuiteConfig) -> list[ErrorExchange]:
     """Every invalid field value of the corpus, sent once per session."""
     base = target.body(max_tokens=4)
-    out = []
-    for case in invalid_cases(suite_config.dialect):
-        out.append(ErrorExchange(case.label, case.clause_id, case.field, target.chat(case.body(base)), True))
-    return out
+    cases = invalid_cases(suite_config.dialect)
+    answers = target.many(lambda case=case: target.chat(case.body(base)) for case in cases)
+    return [ErrorExchange(case.label, case.clause_id, case.field, ex, True)
+            for case, ex in zip(cases, answers, strict=True)]
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +53,9 @@ def body_exchanges(target: Target) -> list[ErrorExchange]:
         ("errors.content-type.unsupported", "text/plain", valid, "text/plain"),
         ("errors.content-type.unsupported", "form-urlencoded", valid, "application/x-www-form-urlencoded"),
     ]
-    return [ErrorExchange(label, cid, None, target.chat(raw=raw, content_type=ctype), False)
-            for cid, label, raw, ctype in plan]
+    answers = target.many(lambda raw=raw, ctype=ctype: target.chat(raw=raw, content_type=ctype)
+                          for _, _, raw, ctype in plan)
+    return [ErrorExchange(label, cid, None, ex, False) for (cid, label, _, _), ex in zip(plan, answers, strict=True)]
 
 
 def _all(invalid: list[ErrorExchange], bodies: list[ErrorExchange]) -> list[ErrorExchange]:

@@ -76,8 +76,9 @@ class Shared:
 @pytest.fixture(scope="module")
 def shared(target: Target, suite_config: SuiteConfig) -> Shared:
     """One greedy and one sampled response with logprobs and three alternatives per token."""
-    greedy = _ask(target, max_tokens=16, temperature=0, logprobs=True, top_logprobs=TOP)
-    sampled = _ask(target, max_tokens=16, temperature=1.0, seed=suite_config.seed, logprobs=True, top_logprobs=TOP)
+    greedy, sampled = target.many([
+        lambda: _ask(target, max_tokens=16, temperature=0, logprobs=True, top_logprobs=TOP),
+        lambda: _ask(target, max_tokens=16, temperature=1.0, seed=suite_config.seed, logprobs=True, top_logprobs=TOP)])
     return Shared(greedy, sampled)
 
 

@@ -97,8 +97,9 @@ def test_logit_bias_accepted_or_refused(target: Target) -> None:
 @clause("params.max-tokens.respected")
 def test_max_tokens_respected(target: Target) -> None:
     """A response never holds more than max_tokens generated tokens, as counted by completion_tokens."""
-    for max_tokens in (1, 5, 12):
-        ex = _ask(target, STORY, "max_tokens", max_tokens=max_tokens, temperature=0)
+    limits = (1, 5, 12)
+    answers = target.many(lambda n=n: _ask(target, STORY, "max_tokens", max_tokens=n, temperature=0) for n in limits)
+    for max_tokens, ex in zip(limits, answers, strict=True):
         used = _completion_tokens(ex)
         require(used <= max_tokens, f"completion_tokens exceeds max_tokens {max_tokens}",
                 expected=f"<= {max_tokens}", actual=used, exchanges=ex)
@@ -180,8 +181,9 @@ def test_stop_excluded_from_output(target: Target, stop_case: StopCase) -> None:
 @clause("params.stop.string-accepted")
 def test_stop_string_accepted(target: Target, stop_case: StopCase) -> None:
     """A stop given as a single string instead of a list is accepted and behaves as a list of that one string."""
-    as_list = _ask(target, SENTENCE, "stop", max_tokens=32, temperature=0, stop=[stop_case.stop])
-    as_string = _ask(target, SENTENCE, "stop as a string", max_tokens=32, temperature=0, stop=stop_case.stop)
+    as_list, as_string = target.many([
+        lambda: _ask(target, SENTENCE, "stop", max_tokens=32, temperature=0, stop=[stop_case.stop]),
+        lambda: _ask(target, SENTENCE, "stop as a string", max_tokens=32, temperature=0, stop=stop_case.stop)])
     require((_content(as_string), _finish(as_string)) == (_content(as_list), _finish(as_list)),
             "stop as a string must behave as a one-item list",
             expected=(_content(as_list), _finish(as_list)), actual=(_content(as_string), _finish(as_string)),
@@ -198,8 +200,8 @@ def _seeds(config: SuiteConfig, count: int = 5) -> list[int]:
 @clause("params.seed.reproducible")
 def test_seed_reproducible(target: Target, suite_config: SuiteConfig) -> None:
     """Two identical requests with the same seed at temperature 1 yield identical content."""
-    first = _ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=suite_config.seed)
-    second = _ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=suite_config.seed)
+    first, second = target.many(
+        [lambda: _ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=suite_config.seed)] * 2)
     if _content(first) != _content(second):
         raise Ignored("the same seed at temperature 1 gave different content: the seed has no effect",
                       expected=_content(first), actual=_content(second), exchanges=(first, second))
@@ -208,7 +210,8 @@ def test_seed_reproducible(target: Target, suite_config: SuiteConfig) -> None:
 @clause("params.seed.varies")
 def test_seed_varies(target: Target, suite_config: SuiteConfig) -> None:
     """Among requests at temperature 1 that differ only in seed (five seeds), at least two contents differ."""
-    exchanges = [_ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=s) for s in _seeds(suite_config)]
+    exchanges = target.many(lambda s=s: _ask(target, POEM, "seed", max_tokens=16, temperature=1.0, seed=s)
+                            for s in _seeds(suite_config))
     contents = {_content(ex) for ex in exchanges}
     if len(contents) < 2:
         raise Ignored("five different seeds at temperature 1 all gave the same content: the seed has no effect",
@@ -218,8 +221,7 @@ def test_seed_varies(target: Target, suite_config: SuiteConfig) -> None:
 @clause("params.temperature.zero-repeatable")
 def test_temperature_zero_repeatable(target: Target) -> None:
     """Two identical requests at temperature 0 yield identical content."""
-    first = _ask(target, POEM, "temperature", max_tokens=24, temperature=0)
-    second = _ask(target, POEM, "temperature", max_tokens=24, temperature=0)
+    first, second = target.many([lambda: _ask(target, POEM, "temperature", max_tokens=24, temperature=0)] * 2)
     require(_content(first) == _content(second), "temperature 0 gave different content for the same request",
             expected=_content(first), actual=_content(second), exchanges=(first, second))
 
@@ -228,8 +230,9 @@ def test_temperature_zero_repeatable(target: Target) -> None:
 def test_temperature_higher_more_diverse(target: Target, suite_config: SuiteConfig) -> None:
     """Over the same five seeds, temperature 1.5 yields at least as many distinct contents as temperature 0.1."""
     seeds = _seeds(suite_config)
-    cold = [_ask(target, POEM, "temperature", max_tokens=12, temperature=0.1, seed=s) for s in seeds]
-    hot = [_ask(target, POEM, "temperature", max_tokens=12, temperature=1.5, seed=s) for s in seeds]
+    answers = target.many(lambda t=t, s=s: _ask(target, POEM, "temperature", max_tokens=12, temperature=t, seed=s)
+                          for t in (0.1, 1.5) for s in seeds)
+    cold, hot = answers[:len(seeds)], answers[len(seeds):]
     n_cold, n_hot = len({_content(e) for e in cold}), len({_content(e) for e in hot})
     require(n_hot >= n_cold, "temperature 1.5 gave fewer distinct contents than temperature 0.1",
             expected=f">= {n_cold} distinct", actual=n_hot, exchanges=cold + hot)
@@ -273,8 +276,10 @@ def test_top_p_narrows(target: Target, suite_config: SuiteConfig) -> None:
             raise NotApplicable("the greedy first token holds under 1% of the mass: top_p 0.01 need not be greedy",
                                 exchanges=greedy)
         expected = confident  # compare only where the premise holds
-    for seed in _seeds(suite_config, 3):
-        ex = _ask(target, POEM, "top_p", max_tokens=12, temperature=1.0, top_p=0.01, seed=seed)
+    seeds = _seeds(suite_config, 3)
+    answers = target.many(lambda s=s: _ask(target, POEM, "top_p", max_tokens=12, temperature=1.0, top_p=0.01, seed=s)
+                          for s in seeds)
+    for seed, ex in zip(seeds, answers, strict=True):
         if not _content(ex).startswith(expected):
             raise Ignored(f"top_p 0.01 at temperature 1 (seed {seed}) differs from greedy: top_p has no effect",
                           expected=expected, actual=_content(ex), exchanges=(greedy, ex))
@@ -286,8 +291,9 @@ def test_top_p_narrows(target: Target, suite_config: SuiteConfig) -> None:
 @clause("params.frequency-penalty.reduces-repetition")
 def test_frequency_penalty_reduces_repetition(target: Target) -> None:
     """At temperature 0, frequency_penalty 2.0 yields no more repeated words (whitespace-separated, case-folded) than frequency_penalty 0 for the same prompt and max_tokens."""
-    plain = _ask(target, REPEAT, "frequency_penalty", max_tokens=40, temperature=0, frequency_penalty=0)
-    penal = _ask(target, REPEAT, "frequency_penalty", max_tokens=40, temperature=0, frequency_penalty=2.0)
+    plain, penal = target.many(
+        lambda v=v: _ask(target, REPEAT, "frequency_penalty", max_tokens=40, temperature=0, frequency_penalty=v)
+        for v in (0, 2.0))
     before, after = _repeated(_content(plain)), _repeated(_content(penal))
     require(after <= before, "frequency_penalty 2.0 gave more repeated words than 0",
             expected=f"<= {before}", actual=after, exchanges=(plain, penal))
@@ -299,8 +305,9 @@ def test_frequency_penalty_reduces_repetition(target: Target) -> None:
 @clause("params.presence-penalty.reduces-repetition")
 def test_presence_penalty_reduces_repetition(target: Target) -> None:
     """At temperature 0, presence_penalty 2.0 yields at least as large a share of distinct words (whitespace-separated, case-folded) as presence_penalty 0 for the same prompt and max_tokens."""
-    plain = _ask(target, REPEAT, "presence_penalty", max_tokens=40, temperature=0, presence_penalty=0)
-    penal = _ask(target, REPEAT, "presence_penalty", max_tokens=40, temperature=0, presence_penalty=2.0)
+    plain, penal = target.many(
+        lambda v=v: _ask(target, REPEAT, "presence_penalty", max_tokens=40, temperature=0, presence_penalty=v)
+        for v in (0, 2.0))
     before, after = _distinct_share(_content(plain)), _distinct_share(_content(penal))
     require(after >= before, "presence_penalty 2.0 gave a smaller share of distinct words than 0",
             expected=f">= {before:.3f}", actual=round(after, 3), exchanges=(plain, penal))
@@ -312,17 +319,18 @@ def test_presence_penalty_reduces_repetition(target: Target) -> None:
 @clause("params.penalties.negative-accepted")
 def test_penalties_negative_accepted(target: Target) -> None:
     """frequency_penalty and presence_penalty values anywhere in [-2.0, 2.0], negative ones included, are accepted."""
-    for name in ("frequency_penalty", "presence_penalty"):
-        for value in (-2.0, -0.5, 0.5, 2.0):
-            ex = target.chat(target.body(max_tokens=4, **{name: value}), headers=FRESH)
-            require(ex.status == 200, f"{name} {value} must be accepted", expected=200, actual=ex.status,
-                    exchanges=ex)
+    plan = [(name, value) for name in ("frequency_penalty", "presence_penalty") for value in (-2.0, -0.5, 0.5, 2.0)]
+    answers = target.many(lambda n=n, v=v: target.chat(target.body(max_tokens=4, **{n: v}), headers=FRESH)
+                          for n, v in plan)
+    for (name, value), ex in zip(plan, answers, strict=True):
+        require(ex.status == 200, f"{name} {value} must be accepted", expected=200, actual=ex.status, exchanges=ex)
 
 
 @clause("params.sampling.bounds-accepted")
 def test_sampling_bounds_accepted(target: Target) -> None:
     """The boundary values temperature 0 and 2 and top_p 1 are accepted and answered 200."""
-    for params in ({"temperature": 0}, {"temperature": 2}, {"top_p": 1}, {"temperature": 2, "top_p": 1}):
-        ex = target.chat(target.body(max_tokens=4, seed=1, **params), headers=FRESH)
+    plan = ({"temperature": 0}, {"temperature": 2}, {"top_p": 1}, {"temperature": 2, "top_p": 1})
+    answers = target.many(lambda p=p: target.chat(target.body(max_tokens=4, seed=1, **p), headers=FRESH) for p in plan)
+    for params, ex in zip(plan, answers, strict=True):
         require(ex.status == 200, f"boundary value {params} must be answered 200", expected=200,
                 actual=ex.status, exchanges=ex)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from conformance.client import StreamExchange, Target
-from conformance.expectations import EVENT_STREAM_TYPE, completion, refused_4xx, is_json_content_type
+from conformance.expectations import EVENT_STREAM_TYPE, completion, is_json_content_type, refused_4xx
 from conformance.registry import clause
 from conformance.samples import Sample
 from conformance.sse import DONE
@@ -48,10 +48,11 @@ def _stream_text(ex: StreamExchange) -> tuple[dict[int, str], dict[int, Any]]:
 def test_usage_stream_parity(target: Target) -> None:
     """At temperature 0, the usage chunk of a stream equals the usage of the same request made without streaming."""
     body = target.body(max_tokens=12, temperature=0, messages=[{"role": "user", "content": "Name two rivers."}])
-    plain = target.chat(body, headers={"x-use-cache": "false"})
+    plain, stream = target.many([
+        lambda: target.chat(body, headers={"x-use-cache": "false"}),
+        lambda: target.chat_stream(dict(body, stream=True, stream_options={"include_usage": True}),
+                                   headers={"x-use-cache": "false"})])
     usage = completion(plain, "non-streaming request").get("usage")
-    stream = target.chat_stream(dict(body, stream=True, stream_options={"include_usage": True}),
-                                headers={"x-use-cache": "false"})
     require(stream.status == 200, f"the stream was not answered 200 (got {stream.status})", exchanges=stream)
     usages = [c["usage"] for c in stream.chunks if isinstance(c.get("usage"), dict)]
     if not usages:
@@ -229,9 +230,9 @@ def test_finish_last(streams: list[Sample]) -> None:
 def test_content_parity(target: Target) -> None:
     """At temperature 0, the concatenated delta contents and the finish_reason of a stream equal the content and finish_reason of the same request made without streaming."""
     body = target.body(max_tokens=16, temperature=0, messages=[{"role": "user", "content": "Count from one to five."}])
-    plain = target.chat(body, headers={"x-use-cache": "false"})
+    plain, stream = target.many([lambda: target.chat(body, headers={"x-use-cache": "false"}),
+                                 lambda: target.chat_stream(dict(body, stream=True), headers={"x-use-cache": "false"})])
     data = completion(plain, "non-streaming request")
-    stream = target.chat_stream(dict(body, stream=True), headers={"x-use-cache": "false"})
     require(stream.status == 200, f"the stream was not answered 200 (got {stream.status})", exchanges=stream)
     texts, reasons = _stream_text(stream)
     choice = (data.get("choices") or [{}])[0]

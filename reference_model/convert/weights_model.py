@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from reference_model.gguf_file import open_gguf
 from reference_model.config import ModelConfig
 from reference_model.convert.quant import (
     ConversionError,
@@ -17,6 +16,7 @@ from reference_model.convert.quant import (
     dequantize_q8_0,
     unpermute_rope_rows,
 )
+from reference_model.gguf_file import open_gguf
 
 
 @dataclass(frozen=True)

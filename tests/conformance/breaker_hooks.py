@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from tests.conformance.breaking_proxy import (
+    Breaker,
     Call,
     Reply,
     ReplyHook,
@@ -183,3 +184,30 @@ def both(*hooks: ReplyHook) -> ReplyHook:
             reply = h(call, reply)
         return reply
     return hook
+
+
+def breaker(name: str, clauses: str, description: str, **hooks: Any) -> Breaker:
+    """A Breaker whose clauses are given as one space-separated string (the catalogue's shorthand)."""
+    return Breaker(name, tuple(clauses.split()), description, **hooks)
+
+
+def limit_in_flight(limit: int) -> tuple[RequestHook, ReplyHook]:
+    """Hooks that answer 429 without Retry-After to a chat request arriving while `limit` are being answered.
+
+    The request hook counts the chat requests it forwards, the reply hook counts them done (the
+    proxy runs in one event loop, so the count needs no lock). Only requests sent together can
+    overflow it: with --concurrency 1 only the suite's burst does.
+    """
+    def request(call: Call) -> Call | Reply:
+        if not call.is_chat:
+            return call
+        if call.state.get("in_flight", 0) >= limit:
+            return hf_error(429, "too many requests at once", "overloaded")
+        call.state["in_flight"] = call.state.get("in_flight", 0) + 1
+        return call
+
+    def reply(call: Call, answer: Reply) -> Reply:
+        if call.is_chat:
+            call.state["in_flight"] -= 1
+        return answer
+    return request, reply

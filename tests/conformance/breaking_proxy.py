@@ -155,7 +155,7 @@ class BreakingProxy:
     def _run(self) -> None:
         try:
             asyncio.run(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
 

@@ -1,4 +1,5 @@
-"""A raw HTTP server for client tests: answers every request with scripted bytes and pauses."""
+"""A raw HTTP server for client tests: answers every request with scripted bytes and pauses, and counts
+how many requests it was answering at the same time."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ class RawServer:
     script: Sequence[Step]
     get_script: Sequence[Step] | None = None  # the answer to GET requests (default: the same script)
     received: list[bytes] = field(default_factory=list)
+    max_active: int = 0  # the most requests being answered at the same time
 
     def __post_init__(self) -> None:
+        self._active = 0
+        self._count_lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
+        self._sock.listen(64)
         self.port = int(self._sock.getsockname()[1])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -67,6 +71,9 @@ class RawServer:
                 rest += conn.recv(65536)
             self.received.append(head + b"\r\n\r\n" + rest)
             script = self.get_script if head.startswith(b"GET ") and self.get_script is not None else self.script
+            with self._count_lock:
+                self._active += 1
+                self.max_active = max(self.max_active, self._active)
             try:
                 for step in script:
                     if isinstance(step, bytes):
@@ -77,6 +84,9 @@ class RawServer:
                             time.sleep(0.02)
             except OSError:
                 return
+            finally:
+                with self._count_lock:
+                    self._active -= 1
 
 
 def sse_head(extra: str = "") -> bytes:

@@ -261,6 +261,17 @@ def test_suite_flags_breaker(breaker: Breaker, request: pytest.FixtureRequest, t
     assert_flags(run, breaker, tiny_baseline if breaker.upstream == "open" else None)
 
 
+def test_burst_0_sends_no_burst(proxy: BreakingProxy, tmp_path: Path) -> None:
+    """A server that throttles only bursts: with --burst 0 the 429 clause is SKIPPED, never FAIL."""
+    proxy.use(BREAKERS_BY_NAME["burst-429-no-retry-after"])
+    try:
+        run = run_suite(proxy.url, tmp_path, ("headers.retry-after.429",), ("--burst", "0"))
+    finally:
+        proxy.use(IDENTITY)
+    assert run.clause("headers.retry-after.429")["verdict"] == "SKIPPED", run.describe("headers.retry-after.429")
+    assert run.exit_code == 3  # nothing was executed
+
+
 @pytest.fixture()
 def loading_proxy(loading_mock: str) -> Iterator[BreakingProxy]:
     """A breaking proxy in front of a fresh mock that is still loading."""

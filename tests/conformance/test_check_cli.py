@@ -11,7 +11,7 @@ import pytest
 
 from conformance import check_command
 from conformance.cli import register_check, register_report
-from conformance.embedded import EmbeddedMock, free_port
+from conformance.embedded import EmbeddedMock, embedded_max_queue, free_port
 from spec.clauses import load_catalogue
 from tests.conformance.breakers import KEYED_TOKEN
 
@@ -153,3 +153,36 @@ def test_embedded_mock_is_stopped_on_interrupt(tmp_path: Path, monkeypatch: pyte
     code, _, _ = check(tmp_path, "--mock-model", "tiny", "--mock-load-delay", "0")
     assert code == check_command.EXIT_INTERRUPTED
     assert started and started[0].process is not None and started[0].process.poll() is not None
+
+
+def test_embedded_mock_queue_is_shallow_enough_for_the_burst() -> None:
+    assert [embedded_max_queue(c) for c in (1, 4, 5, 8)] == [0, 0, 2, 8]  # capacity max(8, 2 x concurrency)
+    command = EmbeddedMock(model="tiny", max_queue=embedded_max_queue(1)).command()
+    assert command[command.index("--max-batch") + 1] == "8" and command[command.index("--max-queue") + 1] == "0"
+
+
+def test_burst_provokes_429_from_the_embedded_mock(tmp_path: Path) -> None:
+    code, doc, _ = check(tmp_path, "--mock-model", "tiny", "--mock-load-delay", "0", "--clause", "headers.retry-after")
+    clause = doc["clauses"][0]
+    assert (code, clause["id"], clause["verdict"]) == (0, "headers.retry-after.429", "PASS"), clause
+
+
+def test_a_target_that_never_429s_leaves_the_clause_skipped(tiny_mock: str, tmp_path: Path) -> None:
+    # the open tiny mock queues 40 requests: a burst of 16 never overflows it
+    code, doc, _ = check(tmp_path, tiny_mock, "--clause", "headers.retry-after")
+    check_result = doc["clauses"][0]["checks"][0]
+    assert (code, doc["clauses"][0]["verdict"]) == (3, "SKIPPED")
+    assert "not even to 3 bursts of 16 concurrent requests" in check_result["message"]
+
+
+def test_concurrency_4_gives_the_verdicts_of_concurrency_1(tiny_mock: str, tmp_path: Path) -> None:
+    clauses = ["params.seed", "params.temperature", "params.max-tokens.respected", "params.penalties.negative-accepted",
+               "errors.client-input.never-5xx", "response.id.unique", "stream.content.parity", "usage.stream.parity",
+               "routes.model-path.equivalent", "tools.definition.arguments-alias", "tools.stream.parity",
+               "logprobs.value", "headers.x-use-cache.false-fresh", "message.user.parts-equivalent"]
+    args = [arg for clause in clauses for arg in ("--clause", clause)]
+    code, doc, _ = check(tmp_path / "one", tiny_mock, *args)
+    code4, doc4, _ = check(tmp_path / "four", tiny_mock, "--concurrency", "4", *args)
+    verdicts = {c["id"]: c["verdict"] for c in doc["clauses"]}
+    assert doc4["config"]["concurrency"] == 4 and code4 == code == 0
+    assert {c["id"]: c["verdict"] for c in doc4["clauses"]} == verdicts and set(verdicts.values()) == {"PASS"}

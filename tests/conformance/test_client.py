@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 import pytest
 
@@ -160,3 +161,63 @@ def test_delay_paces_requests() -> None:
         first = target._last_request
         target.get("/v1/models")
     assert target._last_request - first >= 0.3
+
+
+# -- concurrency, pacing, the burst ----------------------------------------------------------------
+
+SLOW_OK = [0.3, json_answer(200, json.dumps({"ok": True}))]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_many_keeps_at_most_concurrency_requests_in_flight(concurrency: int) -> None:
+    with RawServer(SLOW_OK, get_script=[MODELS]) as server:
+        target = make_target(server.base_url, concurrency=concurrency)
+        started = time.monotonic()
+        answers = target.many(lambda i=i: target.chat(target.body(max_tokens=i)) for i in range(8))
+        elapsed = time.monotonic() - started
+    assert [json.loads(ex.request_body or "")["max_tokens"] for ex in answers] == list(range(8))  # in order
+    assert server.max_active == concurrency == target.max_in_flight
+    assert elapsed >= 0.3 * 8 / concurrency
+
+
+def test_many_raises_the_first_exception_in_order_after_all_ran() -> None:
+    ran: list[int] = []
+
+    def job(i: int) -> int:
+        ran.append(i)
+        if i in (2, 3):
+            raise ValueError(f"job {i}")
+        return i
+
+    with RawServer([MODELS]) as server:
+        serial, parallel = make_target(server.base_url), make_target(server.base_url, concurrency=4)
+    with pytest.raises(ValueError, match="job 2"):
+        serial.many(lambda i=i: job(i) for i in range(6))
+    assert ran == [0, 1, 2]  # one at a time: the first failure stops the rest, as a loop would
+    ran.clear()
+    with pytest.raises(ValueError, match="job 2"):
+        parallel.many(lambda i=i: job(i) for i in range(6))
+    assert sorted(ran) == list(range(6))
+    assert parallel.many([]) == [] and parallel.many([lambda: 1]) == [1]
+
+
+def test_delay_spaces_the_starts_of_parallel_requests() -> None:
+    with RawServer([json_answer(200, "{}")], get_script=[MODELS]) as server:
+        target = make_target(server.base_url, concurrency=4, delay=0.25)
+        started = time.monotonic()
+        target.many([lambda: target.chat()] * 4)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.7  # 4 starts, 0.25 s apart (the first waits for the model discovery's answer)
+
+
+def test_burst_sends_everything_at_once_whatever_the_concurrency() -> None:
+    throttled = json_answer(429, json.dumps({"error": "slow down"})).replace(
+        b"\r\n\r\n", b"\r\nRetry-After: 2\r\n\r\n", 1)
+    with RawServer([0.3, throttled], get_script=[MODELS]) as server:
+        target = make_target(server.base_url)  # concurrency 1
+        answers = target.burst([target.body(max_tokens=1) for _ in range(12)], headers={"x-use-cache": "false"})
+    assert [ex.status for ex in answers] == [429] * 12
+    assert server.max_active >= 6  # sent together, not one at a time
+    assert target.max_in_flight == 1  # the burst takes no slot (only the model discovery did)
+    assert len(target.throttled) == 12 and target.throttled[0].header("retry-after") == "2"
+    assert target.burst([]) == []

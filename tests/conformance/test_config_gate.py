@@ -30,13 +30,26 @@ def test_cli_beats_environment_beats_defaults() -> None:
     ({"dialect": "tgi"}, "dialect: must be one of hf, openai, got 'tgi'"),
     ({"profile": "everything"}, "profile: must be one of"),
     ({"timeout": 0}, "timeout: must be a number > 0"),
-    ({"concurrency": 0}, "concurrency: must be an integer >= 1, got 0"),
-    ({"concurrency": 4}, "concurrency: only 1 is supported in this version"),
+    ({"concurrency": 0}, "concurrency: must be an integer >= 1 and <= 64, got 0"),
+    ({"concurrency": 65}, "concurrency: must be an integer >= 1 and <= 64, got 65"),
+    ({"burst": 257}, "burst: must be an integer >= 0 and <= 256, got 257"),
+    ({"burst": -1}, "burst: must be an integer >= 0 and <= 256, got -1"),
+    ({"fuzz_shrink": -1}, "fuzz_shrink: must be an integer >= 0, got -1"),
+    ({"fuzz_budget": 0}, "fuzz_budget: must be an integer >= 1, got 0"),
     ({"clause_prefixes": ("nope",)}, "clause: prefix 'nope' selects no active clause"),
 ])
 def test_bad_values_name_the_parameter(values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         SuiteConfig(base_url="http://x", **values)
+
+
+def test_concurrency_burst_and_shrink_budget_defaults_and_environment() -> None:
+    config = load_config({"base_url": "http://x"}, env={})
+    assert (config.concurrency, config.burst, config.fuzz_shrink) == (1, 16, 20)
+    env = {"CHATCONFORM_CONCURRENCY": "4", "CHATCONFORM_BURST": "0", "CHATCONFORM_FUZZ_SHRINK": "3"}
+    config = load_config({"base_url": "http://x"}, env=env)
+    assert (config.concurrency, config.burst, config.fuzz_shrink) == (4, 0, 3)
+    assert load_config({"base_url": "http://x", "burst": 256}, env=env).burst == 256  # the CLI wins
 
 
 def test_environment_values_are_converted_with_clear_errors() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from mock_server.backend import EngineBackend, load_backend
 from mock_server.config import ServerConfig, load_config
 from mock_server.server import ServerThread
+from reference_model.generation import BatchGenerator
 
 
 def tiny_config(**overrides: Any) -> ServerConfig:
@@ -66,3 +69,46 @@ def stream_chunks(text: str) -> list[dict[str, Any]]:
     assert events[-1] == "[DONE]", f"last event is {events[-1]!r}"
     assert "[DONE]" not in events[:-1]
     return [json.loads(e) for e in events[:-1]]
+
+
+KEEPALIVE = ": keep-alive"
+
+
+def split_keepalives(text: str) -> tuple[str, int]:
+    """The SSE body without its `: keep-alive` comment events, and how many there were."""
+    blocks = text.split("\n\n")
+    kept = [b for b in blocks if b != KEEPALIVE]
+    return "\n\n".join(kept), len(blocks) - len(kept)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll until the predicate holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+class PausedGenerator(BatchGenerator):
+    """The real generator, whose steps do nothing while `running` is clear (the worker still admits
+    and cancels requests meanwhile): a test decides when tokens may come, whatever this machine's speed."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.running_gate = threading.Event()
+        self.running_gate.set()
+
+    def step(self):  # type: ignore[no-untyped-def]
+        if not self.running_gate.wait(0.01):
+            return {}
+        return super().step()
+
+
+@pytest.fixture(scope="session")
+def paused_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineBackend]:
+    """A tiny-model backend with one batch slot and a queue of two, whose generation a test can pause."""
+    config = tiny_config(max_batch=1, max_queue=2)
+    backend = load_backend(config, work_dir=Path(tmp_path_factory.mktemp("paused")), make_generator=PausedGenerator)
+    yield backend
+    backend.generator.running_gate.set()
+    backend.close()

@@ -9,7 +9,6 @@ import pytest
 
 from mock_server.server import ServerThread
 from spec import schemas
-
 from tests.mock_server.conftest import chat_body, tiny_config
 
 KEY = "hf_test_secret"

@@ -23,17 +23,21 @@ def test_register_adds_serve_with_its_flags() -> None:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "--model", "tiny", "--port", "0", "--api-key", "k", "--error-style", "openai",
-                              "--allow-remote-images"])
-    config = load_config(vars(args), env={"CHATCONFORM_PORT": "1234", "CHATCONFORM_WEIGHTS": "fp32"})
+                              "--allow-remote-images", "--keepalive", "2.5", "--record-requests"])
+    config = load_config(vars(args), env={"CHATCONFORM_PORT": "1234", "CHATCONFORM_WEIGHTS": "fp32",
+                                          "CHATCONFORM_KEEPALIVE": "0"})
     assert (config.model, config.port, config.api_key, config.error_style) == ("tiny", 0, "k", "openai")
     assert config.weights == "fp32" and config.allow_remote_images is True
+    assert config.keepalive == 2.5 and config.record_requests is True
+    defaults = load_config(vars(parser.parse_args(["serve"])), env={"CHATCONFORM_KEEPALIVE": "0"})
+    assert defaults.keepalive == 0.0 and defaults.record_requests is False
     assert args.func.__name__ == "run"
 
 
 def test_bad_environment_value_exits_2() -> None:
     env = {**os.environ, "CHATCONFORM_PORT": "not-a-port"}
     proc = subprocess.run([sys.executable, "-m", "mock_server", "--model", "tiny"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "CHATCONFORM_PORT" in proc.stderr
 
 

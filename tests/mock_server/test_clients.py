@@ -9,7 +9,6 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from mock_server.server import ServerThread
-
 from tests.mock_server.test_stream import WEATHER_TOOL
 
 MODEL = "chatconform/tiny-random"

@@ -15,9 +15,8 @@ import httpx
 import pytest
 
 from mock_server.backend import EngineBackend, load_backend
-from reference_model.generation import BatchGenerator
 from mock_server.server import ServerThread
-
+from reference_model.generation import BatchGenerator
 from tests.mock_server.conftest import chat_body, stream_chunks, tiny_config
 
 

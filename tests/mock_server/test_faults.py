@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from mock_server.server import ServerThread
-
 from tests.mock_server.conftest import chat_body, sse_events, stream_chunks, tiny_config
 
 
@@ -66,3 +66,21 @@ def test_stall_delays_the_answer(faulty: httpx.Client) -> None:
         faulty.post("/v1/chat/completions", json=chat_body(max_tokens=1), headers={"x-mock-fault": "stall=3"},
                     timeout=httpx.Timeout(60, read=0.5))
     assert post(faulty, "stall=0", max_tokens=1).status_code == 200
+
+
+def test_slow_holds_every_token_back(faulty: httpx.Client) -> None:
+    start = time.monotonic()
+    r = post(faulty, "slow=0.25", max_tokens=2, seed=3)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+    assert time.monotonic() - start >= 0.5  # 2 tokens x 0.25 s
+    start = time.monotonic()
+    text = post(faulty, "slow=0.25", max_tokens=2, seed=3, stream=True).text
+    assert time.monotonic() - start >= 0.5
+    assert stream_chunks(text)[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_fault_values_are_checked(faulty: httpx.Client) -> None:
+    for header, words in (("slow=11", "[0, 10]"), ("slow", "needs seconds"), ("stall=-1", "[0, 120]"),
+                          ("no-done=1", "takes no value")):
+        r = post(faulty, header)
+        assert r.status_code == 400 and words in r.json()["error"], (header, r.text)

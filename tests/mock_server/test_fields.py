@@ -10,7 +10,6 @@ import httpx
 import jsonschema
 
 from spec import schemas
-
 from tests.mock_server.conftest import chat_body
 from tests.mock_server.test_stream import WEATHER_TOOL
 

@@ -11,7 +11,6 @@ from PIL import Image
 
 from mock_server.server import ServerThread
 from spec import schemas
-
 from tests.mock_server.conftest import chat_body, tiny_config
 
 

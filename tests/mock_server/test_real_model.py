@@ -13,7 +13,6 @@ from mock_server.backend import REFERENCE_MODEL_ID, load_backend
 from mock_server.config import load_config
 from mock_server.server import ServerThread
 from spec import schemas
-
 from tests.mock_server.conftest import stream_chunks
 from tests.mock_server.test_stream import check_state_machine
 

@@ -10,7 +10,6 @@ import pytest
 
 from mock_server.server import ServerThread
 from spec import schemas
-
 from tests.mock_server.conftest import chat_body, stream_chunks, tiny_config
 
 

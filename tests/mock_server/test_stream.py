@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 
 from spec import schemas
-
 from tests.mock_server.conftest import chat_body, stream_chunks
 
 WEATHER_TOOL = {"type": "function", "function": {

@@ -104,3 +104,17 @@ def test_image_description_is_deterministic() -> None:
         describe_image(_encoded((0, 0, 0), "PNG"), "p", max_pixels=39)
     with pytest.raises(ValidationFailed, match="decode"):
         describe_image(base64.b64encode(b"xx"), "p", max_pixels=100)
+
+
+@pytest.mark.parametrize("cli,env,allowed", [({}, {}, "1"), ({"spin": False}, {}, "0"),
+                                             ({}, {"CHATCONFORM_SPIN": "false"}, "0")])
+def test_spin_option_reaches_the_onnx_session(tmp_path, cli: dict, env: dict, allowed: str) -> None:
+    from mock_server.backend import load_backend
+
+    config = load_config({"model": "tiny", "max_batch": 1, **cli}, env=env)
+    backend = load_backend(config, work_dir=tmp_path)
+    try:
+        session = backend.generator.engine._session  # the engine's ONNX Runtime session
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == allowed
+    finally:
+        backend.close()

@@ -111,7 +111,7 @@ def test_stop_and_penalty_on_the_real_model(engine: Engine, tokenizer: Tokenizer
 
 def test_constrained_goldens(engine: Engine, tokenizer: Tokenizer, encode) -> None:
     greedy = SamplingParams(temperature=0.0, max_tokens=60)
-    run = lambda messages, compiled: collect(generate(engine, tokenizer,  # noqa: E731
+    run = lambda messages, compiled: collect(generate(engine, tokenizer,
                                                       GenerationRequest(encode(messages), greedy, compiled)))
     tokens, fin = run(JSON_ASK, compile_response_format(JsonSchema(CITY_SCHEMA), tokenizer))
     assert fin.content == '{"city": "Paris", "country": "FRANCE"}' and fin.reason is FinishReason.STOP

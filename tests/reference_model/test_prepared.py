@@ -19,7 +19,7 @@ from reference_model.prepared import (
     onnx_dir,
     prepare,
 )
-from reference_model.weights import GGUF_SHA256, ENV_CACHE, cache_dir, sha256_file
+from reference_model.weights import ENV_CACHE, GGUF_SHA256, cache_dir, sha256_file
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,15 @@ import pytest
 from reference_model import weights
 from reference_model.errors import ReferenceModelError, WeightsError
 from reference_model.gguf_file import gguf_info
-from reference_model.weights import (GGUF_SHA256, GGUF_SIZE, WHEEL_MEMBER, cache_dir, ensure_gguf,
-                                     gguf_cache_path, sha256_file)
+from reference_model.weights import (
+    GGUF_SHA256,
+    GGUF_SIZE,
+    WHEEL_MEMBER,
+    cache_dir,
+    ensure_gguf,
+    gguf_cache_path,
+    sha256_file,
+)
 
 
 @pytest.fixture

@@ -21,15 +21,7 @@ from spec.document import DOCUMENT_URI, PointerError, resolve_in, shared_documen
 DOC = shared_document()
 
 # The component names other modules and the clause catalogue rely on (a fixed contract).
-CONTRACT_SCHEMAS = """
-ChatCompletionRequest Message SystemMessage UserMessage AssistantMessage ToolMessage ContentPart
-TextContentPart ImageUrlContentPart ImageUrl Tool FunctionDefinition ToolChoice NamedToolChoice
-ResponseFormat ResponseFormatJson ResponseFormatRegex ResponseFormatText ResponseFormatJsonObject
-ResponseFormatJsonSchema JsonSchemaFormat StreamOptions LogitBias ChatCompletion ChatCompletionChoice
-ChatCompletionMessage ToolCall FunctionCall ChoiceLogprobs TokenLogprob TopLogprob Usage
-ChatCompletionChunk ChatCompletionChunkChoice ChunkDelta ToolCallDelta FunctionCallDelta ErrorHf
-ErrorOpenAI ErrorOpenAIBody ErrorLoading ErrorBody ModelList Model Health
-""".split()
+CONTRACT_SCHEMAS = ["ChatCompletionRequest", "Message", "SystemMessage", "UserMessage", "AssistantMessage", "ToolMessage", "ContentPart", "TextContentPart", "ImageUrlContentPart", "ImageUrl", "Tool", "FunctionDefinition", "ToolChoice", "NamedToolChoice", "ResponseFormat", "ResponseFormatJson", "ResponseFormatRegex", "ResponseFormatText", "ResponseFormatJsonObject", "ResponseFormatJsonSchema", "JsonSchemaFormat", "StreamOptions", "LogitBias", "ChatCompletion", "ChatCompletionChoice", "ChatCompletionMessage", "ToolCall", "FunctionCall", "ChoiceLogprobs", "TokenLogprob", "TopLogprob", "Usage", "ChatCompletionChunk", "ChatCompletionChunkChoice", "ChunkDelta", "ToolCallDelta", "FunctionCallDelta", "ErrorHf", "ErrorOpenAI", "ErrorOpenAIBody", "ErrorLoading", "ErrorBody", "ModelList", "Model", "Health"]
 CONTRACT_PARAMETERS = ["AuthorizationHeader", "XUseCacheHeader", "XWaitForModelHeader", "ModelIdPath"]
 CONTRACT_RESPONSES = {
     "BadRequest": 400,

@@ -1,0 +1,102 @@
+"""The requests and response readers the function-calling checks share (conformance/checks/test_tools*.py).
+
+The tools' argument schemas use enums, so a constrained call has a short bounded form on any model
+(also on one with random weights) and max_tokens 36 suffices; names, descriptions and the prompt are short so that
+two tools, the prompt and a call fit a 256-token context (the tiny test model's).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conformance.client import Exchange, Target
+from conformance.verdicts import Fail, require
+
+FRESH = {"x-use-cache": "false"}
+PROMPT = "Weather in Paris?"
+MAX_TOKENS = 36
+
+# Kept small: small-context models (256 tokens) must still fit two tools, the prompt and a call.
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"enum": ["Paris", "Tokyo"]}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+TIME_SCHEMA = {
+    "type": "object",
+    "properties": {"zone": {"enum": ["UTC", "JST"]}},
+    "required": ["zone"],
+    "additionalProperties": False,
+}
+WEATHER = {"type": "function", "function": {
+    "name": "weather", "description": "Weather.", "parameters": WEATHER_SCHEMA}}
+TIME = {"type": "function", "function": {
+    "name": "time", "description": "Time.", "parameters": TIME_SCHEMA}}
+TOOLS = [WEATHER, TIME]
+SCHEMAS = {"weather": WEATHER_SCHEMA, "time": TIME_SCHEMA}
+DESCRIPTIONS = {"weather": "Weather.", "time": "Time."}
+
+
+def tool_named(name: str) -> dict[str, Any]:
+    """A tool_choice naming one function."""
+    return {"type": "function", "function": {"name": name}}
+
+
+def tool_body(target: Target, **params: Any) -> dict[str, Any]:
+    """A temperature 0 request with the two tools (unless given) and the weather prompt."""
+    params.setdefault("tools", TOOLS)
+    params.setdefault("max_tokens", MAX_TOKENS)
+    return target.body(messages=[{"role": "user", "content": PROMPT}], temperature=0, **params)
+
+
+def ask_tools(target: Target, feature: str = "tools", **params: Any) -> Exchange:
+    """tool_body sent uncached: 200 + JSON object, or Fail/Unsupported."""
+    return target.ok(tool_body(target, **params), feature=feature, headers=FRESH)
+
+
+def response_choices(ex: Exchange) -> list[dict[str, Any]]:
+    """The choices of a completion (Fail when there are none)."""
+    choices = ex.json.get("choices")
+    require(isinstance(choices, list) and bool(choices) and all(isinstance(c, dict) for c in choices),
+            "the response holds no choices", actual=ex.body_text[:300], exchanges=ex)
+    return choices
+
+
+def choice_calls(choice: dict[str, Any]) -> list[Any]:
+    """message.tool_calls of a choice ([] when absent)."""
+    calls = (choice.get("message") or {}).get("tool_calls")
+    return calls if isinstance(calls, list) else []
+
+
+def all_calls(ex: Exchange) -> list[dict[str, Any]]:
+    """Every tool call of every choice (Fail on one that is not an object)."""
+    found = []
+    for choice in response_choices(ex):
+        for call in choice_calls(choice):
+            require(isinstance(call, dict), "a tool call is not an object", actual=call, exchanges=ex)
+            found.append(call)
+    return found
+
+
+def require_calls(ex: Exchange) -> list[dict[str, Any]]:
+    """Every choice holds at least one tool call (Fail otherwise); return all calls."""
+    for choice in response_choices(ex):
+        require(bool(choice_calls(choice)), "a forced tool choice produced a choice without tool calls",
+                expected="message.tool_calls: [...]", actual=choice, exchanges=ex)
+    return all_calls(ex)
+
+
+def call_arguments(ex: Exchange, call: dict[str, Any]) -> dict[str, Any]:
+    """function.arguments parsed (Fail unless a string holding a JSON object)."""
+    function = call.get("function") or {}
+    raw = function.get("arguments")
+    require(isinstance(raw, str), "function.arguments must be a JSON string", expected="string",
+            actual=raw, exchanges=ex)
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise Fail(f"function.arguments is not JSON: {exc}", actual=raw, exchanges=ex) from None
+    require(isinstance(value, dict), "function.arguments must hold a JSON object", actual=raw, exchanges=ex)
+    return value
