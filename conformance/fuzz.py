@@ -112,6 +112,15 @@ class FuzzReport:
     def examples(self) -> int:
         return self.positive.examples + self.negative.examples
 
+    def describe(self) -> str:
+        """One line for the report: requests per phase, random cases among them, statuses seen."""
+        parts = []
+        for p in (self.positive, self.negative):
+            statuses = ", ".join(f"{code}: {n}" for code, n in sorted(p.statuses.items()))
+            parts.append(f"{p.phase}: {p.examples} requests ({p.random_cases - p.replayed} random, "
+                         f"{p.streams_checked} streams checked; statuses {statuses or 'none'})")
+        return "; ".join(parts)
+
 
 class _Broken(AssertionError):
     """A case broke a clause; Hypothesis shrinks each subclass separately."""

@@ -22,7 +22,7 @@ from conformance.config import PROFILES, ConfigError, SuiteConfig, load_config
 from conformance.gate import ExpectFileError, read_expect
 from conformance.registry import clause_of, lookup
 from conformance.results import CheckResult, clause_results, results_document
-from conformance.verdicts import CheckOutcome, Fail, Unsupported, Verdict, refused_clearly
+from conformance.verdicts import NOTE_PROPERTY, CheckOutcome, Fail, Unsupported, Verdict, refused_clearly
 from spec.clauses import Level
 
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -178,7 +178,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     record: CheckResult | None = None
     if call.when == "call":
         if call.excinfo is None:
-            record = CheckResult(item.nodeid, Verdict.PASS, duration_s=call.duration)
+            note = "; ".join(str(v) for k, v in item.user_properties if k == NOTE_PROPERTY)
+            record = CheckResult(item.nodeid, Verdict.PASS, message=note, duration_s=call.duration)
         else:
             exc = call.excinfo.value
             verdict = verdict_for(exc, clause.level, strict)

@@ -35,6 +35,11 @@ SEVERITY: tuple[Verdict, ...] = (
 )
 
 
+# A passing check may say what it saw: pytest's `record_property(NOTE_PROPERTY, text)` becomes the
+# message of its PASS in the report.
+NOTE_PROPERTY = "chatconform_note"
+
+
 def worst(verdicts: Iterable[Verdict]) -> Verdict:
     """The most severe verdict of several (SKIPPED when there are none)."""
     ranked = sorted(verdicts, key=SEVERITY.index)

@@ -6,13 +6,15 @@ each finding carries the minimal reproducing request, the answer and a curl line
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from conformance.client import Target
 from conformance.config import SuiteConfig
 from conformance.fuzz import FuzzReport, run_fuzz
 from conformance.registry import clause
-from conformance.verdicts import Fail, require
+from conformance.verdicts import NOTE_PROPERTY, Fail, require
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +23,8 @@ def fuzz_report(target: Target, suite_config: SuiteConfig) -> FuzzReport:
     return run_fuzz(target, suite_config)
 
 
-def _verdict(report: FuzzReport, clause_id: str) -> None:
-    """Fail with the minimal reproducing exchange(s) when the run broke the clause."""
+def _verdict(report: FuzzReport, clause_id: str, record_property: Callable[[str, object], None]) -> None:
+    """Fail with the minimal reproducing exchange(s) when the run broke the clause; else note the counts."""
     for phase in (report.positive, report.negative):
         if phase.error is not None:
             raise RuntimeError(f"the {phase.phase} fuzz phase could not run (suite-side): {phase.error}")
@@ -32,24 +34,25 @@ def _verdict(report: FuzzReport, clause_id: str) -> None:
         message = "; ".join(f"{f.phase}: {f.message} | reproduce: {f.curl}" for f in findings)
         raise Fail(message[:4000], expected=clause_id, actual=[f.message for f in findings],
                    exchanges=[f.exchange for f in findings])
+    record_property(NOTE_PROPERTY, report.describe())
 
 
 @clause("fuzz.valid.accepted")
-def test_valid_accepted(fuzz_report: FuzzReport) -> None:
+def test_valid_accepted(fuzz_report: FuzzReport, record_property: Callable[[str, object], None]) -> None:
     """A generated schema-valid request is answered 2xx with a schema-valid body or with a 4xx status documented for the operation and an error envelope."""
-    _verdict(fuzz_report, "fuzz.valid.accepted")
+    _verdict(fuzz_report, "fuzz.valid.accepted", record_property)
 
 
 @clause("fuzz.invalid.refused")
-def test_invalid_refused(fuzz_report: FuzzReport) -> None:
+def test_invalid_refused(fuzz_report: FuzzReport, record_property: Callable[[str, object], None]) -> None:
     """A generated schema-invalid request is refused with a 4xx error."""
-    _verdict(fuzz_report, "fuzz.invalid.refused")
+    _verdict(fuzz_report, "fuzz.invalid.refused", record_property)
 
 
 @clause("fuzz.status.documented")
-def test_status_documented(fuzz_report: FuzzReport) -> None:
+def test_status_documented(fuzz_report: FuzzReport, record_property: Callable[[str, object], None]) -> None:
     """Every status code the server returns to a generated request is one the spec documents for the operation."""
-    _verdict(fuzz_report, "fuzz.status.documented")
+    _verdict(fuzz_report, "fuzz.status.documented", record_property)
 
 
 @clause("fuzz.server.survives")

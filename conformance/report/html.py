@@ -104,7 +104,7 @@ def _clause_table(clauses: list[dict[str, Any]]) -> str:
             "<th>time</th></tr>"]
     for index, clause in enumerate(clauses):
         verdict = clause["verdict"]
-        messages = [c.get("message") for c in clause["checks"] if c.get("message") and c["verdict"] != "PASS"]
+        messages = [c.get("message") for c in clause["checks"] if c.get("message")]
         note = "<br>".join(_e(m) for m in messages[:3])
         expected = " (expected failure)" if clause.get("expected_failure") else ""
         rows.append(

@@ -74,9 +74,14 @@ class RawServer:
             with self._count_lock:
                 self._active += 1
                 self.max_active = max(self.max_active, self._active)
+            active = True
             try:
-                for step in script:
+                for i, step in enumerate(script):
                     if isinstance(step, bytes):
+                        if i == len(script) - 1:
+                            # The request stops counting before its last bytes go out: a client
+                            # may start its next request as soon as it has them.
+                            active = self._leave()
                         conn.sendall(step)
                     else:
                         end = time.monotonic() + step
@@ -85,8 +90,14 @@ class RawServer:
             except OSError:
                 return
             finally:
-                with self._count_lock:
-                    self._active -= 1
+                if active:
+                    self._leave()
+
+    def _leave(self) -> bool:
+        """One request fewer being answered; returns False (no longer active)."""
+        with self._count_lock:
+            self._active -= 1
+        return False
 
 
 def sse_head(extra: str = "") -> bytes:

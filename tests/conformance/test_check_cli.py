@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -186,3 +187,12 @@ def test_concurrency_4_gives_the_verdicts_of_concurrency_1(tiny_mock: str, tmp_p
     verdicts = {c["id"]: c["verdict"] for c in doc["clauses"]}
     assert doc4["config"]["concurrency"] == 4 and code4 == code == 0
     assert {c["id"]: c["verdict"] for c in doc4["clauses"]} == verdicts and set(verdicts.values()) == {"PASS"}
+
+
+def test_fuzz_pass_reports_how_many_requests_it_sent(tiny_mock: str, tmp_path: Path) -> None:
+    code, doc, _ = check(tmp_path, tiny_mock, "--clause", "fuzz.valid", "--fuzz-budget", "5")
+    assert code == 0
+    [clause] = doc["clauses"]
+    message = clause["checks"][0]["message"]
+    assert clause["verdict"] == "PASS" and re.search(r"positive: [1-9]\d* requests \(\d+ random", message), message
+    assert re.search(r"negative: [1-9]\d* requests", message), message
