@@ -33,6 +33,7 @@ from bench.engine_limits import (
 )
 from bench.engine_render import render, verdicts
 from bench.engine_types import BenchReport, MachineInfo, OurMeasurement, merge_peer
+from bench.peer.measure import positive_int
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = REPO_ROOT / ".venv-peer" / "bin" / "python"
@@ -183,26 +184,13 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
     )
 
 
-def _positive(name: str):
-    """An argparse type for positive ints that names `name` in its error."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: rule 'an integer > 0', got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: rule 'must be > 0', got {value}")
-        return value
-    return parse
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the CLI; --quick switches to the tiny model with small sizes unless they are given."""
     p = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", choices=("int4", "fp32"), default="int4")
-    p.add_argument("--reps", type=_positive("--reps"), default=None, help="repetitions, median reported (3)")
-    p.add_argument("--threads", type=_positive("--threads"), default=2)
+    p.add_argument("--reps", type=positive_int("--reps"), default=None, help="repetitions, median reported (3)")
+    p.add_argument("--threads", type=positive_int("--threads"), default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     p.add_argument("--no-peer", action="store_true", help="measure our engine only")
     p.add_argument("--passive", action="store_true",
@@ -210,9 +198,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "allow_spinning=0, OMP_WAIT_POLICY=PASSIVE): fairer on a machine shared with busy processes")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny random model, short prompt, no peer, 1 repetition")
-    p.add_argument("--prompt-tokens", type=_positive("--prompt-tokens"), default=None, help="(400)")
-    p.add_argument("--decode-tokens", type=_positive("--decode-tokens"), default=None, help="(128)")
-    p.add_argument("--batch-tokens", type=_positive("--batch-tokens"), default=None,
+    p.add_argument("--prompt-tokens", type=positive_int("--prompt-tokens"), default=None, help="(400)")
+    p.add_argument("--decode-tokens", type=positive_int("--decode-tokens"), default=None, help="(128)")
+    p.add_argument("--batch-tokens", type=positive_int("--batch-tokens"), default=None,
                    help="greedy steps per batched run (128)")
     args = p.parse_args(argv)
     quick = args.quick

@@ -23,10 +23,10 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.peer.measure import positive_int
 from bench.server_client import (
     CHAT_PATH,
     MESSAGES,
@@ -162,22 +162,9 @@ def comparison(levels: list[int], ours: ServerRecord, peer: ServerRecord | None)
     return rows
 
 
-def _positive(name: str) -> Callable[[str], int]:
-    """An argparse type for integers > 0 that names the option in its error."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: rule 'an integer > 0', got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: rule 'an integer > 0', got {value}")
-        return value
-    return parse
-
-
 def stream_levels(text: str) -> list[int]:
     """`--streams`: comma-separated integers in 1..MAX_STREAMS (256), distinct, kept in the order given."""
-    parse = _positive("--streams")
+    parse = positive_int("--streams")
     levels = [parse(part.strip()) for part in text.split(",") if part.strip()]
     if not levels or len(set(levels)) != len(levels) or max(levels) > MAX_STREAMS:
         raise argparse.ArgumentTypeError(f"--streams: rule 'distinct integers in 1..{MAX_STREAMS}, comma-separated', got {text!r}")
@@ -190,21 +177,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--streams", type=stream_levels, default=list(DEFAULT_STREAMS),
                    help="concurrency levels (default 1,4,16,64)")
-    p.add_argument("--max-tokens", type=_positive("--max-tokens"), default=64, help="per request (64)")
-    p.add_argument("--repeat", type=_positive("--repeat"), default=1,
+    p.add_argument("--max-tokens", type=positive_int("--max-tokens"), default=64, help="per request (64)")
+    p.add_argument("--repeat", type=positive_int("--repeat"), default=1,
                    help="rounds; each restarts both servers; latencies pool, tok/s is the median (1)")
-    p.add_argument("--threads", type=_positive("--threads"), default=2, help="threads of each server (2)")
-    p.add_argument("--max-queue", type=_positive("--max-queue"), default=None,
+    p.add_argument("--threads", type=positive_int("--threads"), default=2, help="threads of each server (2)")
+    p.add_argument("--max-queue", type=positive_int("--max-queue"), default=None,
                    help="our server's queue beyond the batch (default: the largest level)")
-    p.add_argument("--max-batch", type=_positive("--max-batch"), default=None,
+    p.add_argument("--max-batch", type=positive_int("--max-batch"), default=None,
                    help="our server's batch size (default: the server's own, 8)")
     p.add_argument("--distinct-prompts", action="store_true",
                    help="give every request its own system turn ('Request <n>. ...'), so llama.cpp cannot "
                         "reuse the previous request's prompt KV; the same prompts go to both servers")
     p.add_argument("--skip-peer", action="store_true", help="measure our server only")
-    p.add_argument("--request-timeout", type=_positive("--request-timeout"), default=600,
+    p.add_argument("--request-timeout", type=positive_int("--request-timeout"), default=600,
                    help="seconds one request may take in all (600)")
-    p.add_argument("--start-timeout", type=_positive("--start-timeout"), default=300,
+    p.add_argument("--start-timeout", type=positive_int("--start-timeout"), default=300,
                    help="seconds a server may take to become ready (300)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     args = p.parse_args(argv)

@@ -81,9 +81,12 @@ def measure(gguf_path: Path, n_threads: int = 2, spec: MeasureSpec = MeasureSpec
 def positive_int(name: str):
     """Return an argparse type that accepts positive integers, naming `name` in errors."""
     def parse(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: rule 'an integer > 0', got {text!r}") from None
         if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: rule 'must be > 0', got {value}")
+            raise argparse.ArgumentTypeError(f"{name}: rule 'an integer > 0', got {value}")
         return value
     return parse
 

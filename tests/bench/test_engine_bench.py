@@ -111,7 +111,7 @@ def _asdict(m: OurMeasurement) -> dict:
 def test_cli_rejects_bad_values_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--reps", "0"])
-    assert "--reps: rule 'must be > 0', got 0" in capsys.readouterr().err
+    assert "--reps: rule 'an integer > 0', got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--quick", "--prompt-tokens", "250"])
     assert "tiny model's context 256" in capsys.readouterr().err
