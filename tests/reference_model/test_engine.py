@@ -27,7 +27,8 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def engine(tiny: TinyModel) -> Engine:
-    return Engine(tiny, device="cpu", threads=2, max_batch=4)
+    # min_fused_batch=1: every step of several sequences is one batched pass (the path under test)
+    return Engine(tiny, device="cpu", threads=2, max_batch=4, min_fused_batch=1)
 
 
 @pytest.fixture(autouse=True)
@@ -90,6 +91,27 @@ def test_batched_step_equals_individual_steps(engine: Engine, tiny: TinyModel) -
             np.testing.assert_allclose(logits[s], solo[i][k], rtol=0, atol=_tolerance(tiny))
         if k < 5:
             logits = engine.step({s: int(lg.argmax()) for s, lg in logits.items()})
+
+
+def test_steps_below_min_fused_batch_run_one_pass_per_sequence(tiny: TinyModel,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = Engine(tiny, device="cpu", threads=2, max_batch=4)  # default min_fused_batch=3
+    solo = [_greedy(eng, p, 3)[1] for p in PROMPTS[:3]]
+    passes: list[int] = []
+    forward = eng._forward
+    monkeypatch.setattr(eng, "_forward", lambda first, ids, *a: passes.append(ids.shape[0]) or forward(first, ids, *a))
+    seqs = [eng.start(p, 3) for p in PROMPTS[:3]]
+    logits = {s: eng.prefill(s) for s in seqs}
+    passes.clear()
+    two = eng.step({s: int(logits[s].argmax()) for s in seqs[:2]})
+    assert passes == [1, 1]  # two sequences: a pass each, on the one-row path
+    for i, s in enumerate(seqs[:2]):
+        np.testing.assert_array_equal(two[s], solo[i][1])  # the same path as alone: bit-identical
+    passes.clear()
+    eng.step({seqs[2]: int(logits[seqs[2]].argmax()), **{s: int(two[s].argmax()) for s in seqs[:2]}})
+    assert passes == [3]  # three: one batched pass
+    with pytest.raises(EngineError, match="min_fused_batch"):
+        Engine(tiny, min_fused_batch=0)
 
 
 def test_sequences_join_and_leave_between_steps(engine: Engine, tiny: TinyModel) -> None:
