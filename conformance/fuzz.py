@@ -314,9 +314,7 @@ class _Phase:
         beyond = result.random_cases > self.explore  # past what a passing run would judge: shrinking
         if result.after_failure is not None and beyond and result.shrink_requests >= self.shrink_budget:
             raise _BudgetSpent  # ends the Hypothesis run; the findings hold the smallest failures sent
-        body = clamp(case.body)
-        case.body = body
-        key = _encode(body)
+        key = _prepare(case)
         if key in self._judged:
             result.replayed += 1
             known = self._judged[key]
@@ -325,16 +323,18 @@ class _Phase:
             if result.after_failure is not None:
                 result.after_failure += 1
                 result.shrink_requests += beyond
-            broken = self.send(case)
+            broken = self.send(case, key)
         if broken is not None and result.after_failure is None:
             result.after_failure = 0
         return broken
 
-    def send(self, case: schemathesis.Case) -> _Broken | None:
-        """Send one case (clamped) and return the clause it broke, if any (recorded as a finding)."""
-        body = clamp(case.body)
-        case.body = body
-        key = _encode(body)
+    def send(self, case: schemathesis.Case, key: bytes | None = None) -> _Broken | None:
+        """Send one case (clamped) and return the clause it broke, if any (recorded as a finding).
+
+        key: the case's bytes when `_prepare` already made them.
+        """
+        key = _prepare(case) if key is None else key
+        body = case.body
         ex = self.target.chat(raw=key, headers=dict(FIXED_HEADERS))
         result = self.result
         result.examples += 1
@@ -350,6 +350,12 @@ class _Phase:
                 result.findings[broken.clause_id] = FuzzFinding(broken.clause_id, result.phase, str(broken), ex)
         self._judged[key] = broken
         return broken
+
+
+def _prepare(case: schemathesis.Case) -> bytes:
+    """Clamp the case's body in place (what is sent is what is validated) and return its bytes."""
+    case.body = clamp(case.body)
+    return _encode(case.body)
 
 
 def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> PhaseResult:
@@ -384,7 +390,7 @@ def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> Phas
         rest = group.subgroup(lambda e: not isinstance(e, _Broken))
         if rest is not None:
             phase.result.error = f"{type(rest).__name__}: {rest}"
-    except Exception as exc:
+    except Exception as exc:  # a generation or transport problem on the suite's side
         phase.result.error = f"{type(exc).__name__}: {exc}"
     return phase.result
 

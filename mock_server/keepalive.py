@@ -34,7 +34,6 @@ class PacedWriter:
         self.interval = interval
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()  # the headers just went out
-        self.keepalives = 0
 
     async def write(self, data: bytes) -> None:
         """Send bytes; the silence starts again."""
@@ -43,7 +42,6 @@ class PacedWriter:
 
     async def _keepalive(self) -> None:
         await self.write(SSE_KEEPALIVE)
-        self.keepalives += 1
 
     def _quiet_left(self) -> float:
         return self._last + self.interval - self._loop.time()

@@ -99,7 +99,12 @@ def test_steps_below_min_fused_batch_run_one_pass_per_sequence(tiny: TinyModel,
     solo = [_greedy(eng, p, 3)[1] for p in PROMPTS[:3]]
     passes: list[int] = []
     forward = eng._forward
-    monkeypatch.setattr(eng, "_forward", lambda first, ids, *a: passes.append(ids.shape[0]) or forward(first, ids, *a))
+
+    def counted(first: int, ids: np.ndarray, *rest: object) -> np.ndarray:
+        passes.append(ids.shape[0])  # sequences in this pass
+        return forward(first, ids, *rest)
+
+    monkeypatch.setattr(eng, "_forward", counted)
     seqs = [eng.start(p, 3) for p in PROMPTS[:3]]
     logits = {s: eng.prefill(s) for s in seqs}
     passes.clear()
