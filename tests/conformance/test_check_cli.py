@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -11,20 +10,10 @@ import httpx
 import pytest
 
 from conformance import check_command
-from conformance.cli import register_check, register_report
 from conformance.embedded import EmbeddedMock, embedded_max_queue, free_port
 from spec.clauses import load_catalogue
 from tests.conformance.breakers import KEYED_TOKEN
-
-
-def main(argv: list[str]) -> int:
-    """The chatconform dispatcher with this package's commands (independent of installed entry points)."""
-    parser = argparse.ArgumentParser(prog="chatconform")
-    sub = parser.add_subparsers(dest="command")
-    register_check(sub)
-    register_report(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+from tests.conformance.cli_runner import main
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -10,7 +9,6 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from conformance.cli import register_check, register_report
 from conformance.report.html import render_html
 from conformance.report.junit import render_junit
 from conformance.report.matrix import render_matrix
@@ -24,6 +22,7 @@ from conformance.results import (
 )
 from conformance.verdicts import Verdict
 from spec.clauses import load_catalogue
+from tests.conformance.cli_runner import main
 
 IDS = ("request.messages.accepted", "response.id.present", "response.id.unique", "request.n.multiple",
        "headers.loading.503")
@@ -31,16 +30,6 @@ EVIDENCE = {"request": {"method": "POST", "url": "http://t/v1/chat/completions",
             "status": 500, "headers": {"content-type": "text/html"}, "body": "<b>boom</b>",
             "curl": "curl -sS -X POST http://t/v1/chat/completions"}
 STREAM_EVIDENCE = dict(EVIDENCE, status=200, body="data: {\"x\": 1}\n\n", sse_lines=["data: {\"x\": 1}", ""])
-
-
-def main(argv: list[str]) -> int:
-    """The chatconform dispatcher with this package's commands (independent of installed entry points)."""
-    parser = argparse.ArgumentParser(prog="chatconform")
-    sub = parser.add_subparsers(dest="command")
-    register_check(sub)
-    register_report(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def make_doc(strict: bool = False, verdicts: dict[str, Verdict] | None = None, url: str = "http://t") -> dict:
