@@ -223,6 +223,8 @@ def _finish(report_dir: Path, expected: frozenset[str], strict: bool, pytest_cod
         out.print(f"expected failures: {', '.join(result.expected)}")
     if result.regressions:
         out.print(f"[bold red]regressions[/]: {', '.join(result.regressions)}")
+    if result.orphaned:
+        out.print(f"[bold red]not exercised, no failing root[/]: {', '.join(result.orphaned)}")
     out.print(f"gate: exit {result.code}: {result.reason}")
     out.print(f"report: {report_dir}/index.html")
     (report_dir / "gate.json").write_text(json.dumps(result.__dict__, indent=1) + "\n", encoding="utf-8")

@@ -10,7 +10,7 @@ from spec.clauses import load_catalogue
 
 EXIT_OK, EXIT_REGRESSION, EXIT_SUITE_ERROR, EXIT_NOTHING_RAN = 0, 1, 2, 3
 # Verdicts that break a required clause; UNSUPPORTED (a clear refusal) and SKIPPED do not.
-BREAKING = frozenset({"FAIL", "IGNORED", "ERROR"})
+BREAKING = frozenset({"FAIL", "IGNORED", "ERROR", "FLAKY"})
 
 
 class ExpectFileError(ValueError):
@@ -44,6 +44,9 @@ class GateResult:
     expected: list[str] = field(default_factory=list)      # required clauses that broke, as expected
     fixed: list[str] = field(default_factory=list)         # expected to fail, now passing
     errors: list[str] = field(default_factory=list)        # clauses with a suite-side ERROR
+    # required clauses NOT_EXERCISED: behind a broken root (the root keeps the gate red), or orphaned
+    not_exercised: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)       # ... whose root did not fail: these break the gate
     reason: str = ""
 
 
@@ -56,8 +59,14 @@ def gate(doc: dict[str, Any], expected: frozenset[str] = frozenset(), strict: bo
     """Decide the exit code of a run from its results document."""
     result = GateResult(EXIT_OK)
     ran = 0
+    verdicts = {c["id"]: c["verdict"] for c in doc["clauses"]}
     for clause in doc["clauses"]:
         verdict, cid = clause["verdict"], clause["id"]
+        if verdict == "NOT_EXERCISED" and required(clause["level"], strict):
+            result.not_exercised.append(cid)
+            root_verdict = verdicts.get(clause.get("root") or "")
+            if root_verdict not in BREAKING and not (strict and root_verdict == "WARN") and cid not in expected:
+                result.orphaned.append(cid)  # nothing else holds the gate red for it
         ran += sum(1 for c in clause["checks"] if c.get("nodeid") and c["verdict"] != "SKIPPED")
         if verdict == "ERROR":
             result.errors.append(cid)
@@ -74,8 +83,15 @@ def gate(doc: dict[str, Any], expected: frozenset[str] = frozenset(), strict: bo
         result.code, result.reason = EXIT_SUITE_ERROR, f"suite-side error in {len(result.errors)} clause(s)"
     elif ran == 0:
         result.code, result.reason = EXIT_NOTHING_RAN, "no check was executed"
-    elif result.regressions:
-        result.code, result.reason = EXIT_REGRESSION, f"{len(result.regressions)} required clause(s) failed"
+    elif result.regressions or result.orphaned:
+        parts = []
+        if result.regressions:
+            parts.append(f"{len(result.regressions)} required clause(s) failed")
+        if result.orphaned:
+            parts.append(f"{len(result.orphaned)} required clause(s) not exercised with no failing root")
+        result.code, result.reason = EXIT_REGRESSION, "; ".join(parts)
     else:
         result.reason = "every required clause passes" + (" or is expected to fail" if result.expected else "")
+    if result.not_exercised:
+        result.reason += f" ({len(result.not_exercised)} required clause(s) not exercised)"
     return result

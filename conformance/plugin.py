@@ -22,7 +22,15 @@ from conformance.config import PROFILES, ConfigError, SuiteConfig, load_config
 from conformance.gate import ExpectFileError, read_expect
 from conformance.registry import clause_of, lookup
 from conformance.results import CheckResult, clause_results, results_document
-from conformance.verdicts import NOTE_PROPERTY, CheckOutcome, Fail, Unsupported, Verdict, refused_clearly
+from conformance.verdicts import (
+    NOTE_PROPERTY,
+    CheckOutcome,
+    Fail,
+    NotExercised,
+    Unsupported,
+    Verdict,
+    refused_clearly,
+)
 from spec.clauses import Level
 
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -207,7 +215,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _record(nodeid: str, verdict: Verdict, exc: BaseException, duration: float) -> CheckResult:
     if isinstance(exc, CheckOutcome):
-        return CheckResult(nodeid, verdict, exc.message, exc.expected, exc.actual, duration, exc.evidence())
+        root = exc.root if isinstance(exc, NotExercised) else None
+        return CheckResult(nodeid, verdict, exc.message, exc.expected, exc.actual, duration, exc.evidence(), root)
     text = f"{type(exc).__name__}: {exc}".strip()
     return CheckResult(nodeid, verdict, text[:2000], duration_s=duration)
 

@@ -12,8 +12,10 @@ from rich.table import Table
 
 from conformance.gate import GateResult
 
-STYLES = {"PASS": "green", "FAIL": "bold red", "WARN": "yellow", "UNSUPPORTED": "blue", "IGNORED": "magenta",
-          "SKIPPED": "dim", "ERROR": "bold white on red"}
+STYLES = {"PASS": "green", "FAIL": "bold red", "FLAKY": "bold yellow", "WARN": "yellow", "UNSUPPORTED": "blue",
+          "IGNORED": "magenta", "NOT_EXERCISED": "cyan", "SKIPPED": "dim", "ERROR": "bold white on red"}
+# Verdicts the table of clauses that did not pass lists, worst first.
+NOT_PASSING = ("ERROR", "FAIL", "FLAKY", "IGNORED", "WARN", "NOT_EXERCISED")
 
 
 class ProgressPlugin:
@@ -79,11 +81,16 @@ def summary_table(doc: dict[str, Any], gate: GateResult) -> Table:
 
 
 def failing_table(doc: dict[str, Any], gate: GateResult) -> Table | None:
-    """The clauses that broke (FAIL, IGNORED, ERROR, WARN), each with its first reason."""
+    """The clauses that did not pass (ERROR, FAIL, FLAKY, IGNORED, WARN, NOT_EXERCISED), each with its first reason."""
     rows = []
-    for clause in doc["clauses"]:
-        if clause["verdict"] in ("FAIL", "IGNORED", "ERROR", "WARN"):
+    for clause in sorted(doc["clauses"], key=lambda c: NOT_PASSING.index(c["verdict"]) if c["verdict"] in NOT_PASSING
+                         else len(NOT_PASSING)):
+        if clause["verdict"] in NOT_PASSING:
             reason = next((c.get("message") or "" for c in clause["checks"] if c["verdict"] == clause["verdict"]), "")
+            if clause["verdict"] == "NOT_EXERCISED":
+                reason = clause.get("because") or reason
+            elif clause["verdict"] == "FLAKY":
+                reason = "verdicts per run: " + ", ".join(clause.get("runs") or [])
             note = " (expected)" if clause["id"] in gate.expected else ""
             rows.append((clause["verdict"], clause["level"], clause["id"] + note, reason.splitlines()[0][:160] if reason else ""))
     if not rows:

@@ -2,7 +2,9 @@
 
 A check passes by returning. It raises `Fail` when the target breaks the clause, `Unsupported`
 when the target refused the feature with a clear 4xx, `Ignored` when it accepted the feature (200)
-but the effect is absent, `NotApplicable` when the clause cannot be observed on this target. The
+but the effect is absent, `NotApplicable` when the clause cannot be observed on this target, and
+`NotExercised` when what the check must observe never happened because another clause (its root)
+failed first: an ignored tool_choice leaves no tool call for the tool-call checks to judge. The
 plugin maps these (with the clause level and --strict) to a Verdict.
 """
 
@@ -26,12 +28,16 @@ class Verdict(StrEnum):
     IGNORED = "IGNORED"
     SKIPPED = "SKIPPED"
     ERROR = "ERROR"
+    # What the check must observe never happened (its root clause says why): neither PASS nor FAIL.
+    NOT_EXERCISED = "NOT_EXERCISED"
+    # `--repeat N`: the clause's verdict differed between runs.
+    FLAKY = "FLAKY"
 
 
 # Worst first: a clause's verdict is the worst of its checks'.
 SEVERITY: tuple[Verdict, ...] = (
-    Verdict.ERROR, Verdict.FAIL, Verdict.IGNORED, Verdict.WARN,
-    Verdict.UNSUPPORTED, Verdict.PASS, Verdict.SKIPPED,
+    Verdict.ERROR, Verdict.FAIL, Verdict.FLAKY, Verdict.IGNORED, Verdict.WARN,
+    Verdict.NOT_EXERCISED, Verdict.UNSUPPORTED, Verdict.PASS, Verdict.SKIPPED,
 )
 
 
@@ -117,6 +123,21 @@ class NotApplicable(CheckOutcome):
     verdict = Verdict.SKIPPED
 
 
+class NotExercised(CheckOutcome):
+    """What the check must observe never happened, so the clause is neither PASS nor FAIL.
+
+    `root` is the clause whose own check judges the missing observation (e.g. `tools.choice.required`
+    for "a response with a tool call"); the report links to it, and the gate stays red through it.
+    None when no single clause explains it.
+    """
+
+    verdict = Verdict.NOT_EXERCISED
+
+    def __init__(self, message: str, *, root: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.root = root
+
+
 def require(
     condition: bool,
     message: str,
@@ -128,6 +149,25 @@ def require(
     """Raise Fail(message, ...) unless the condition holds."""
     if not condition:
         raise Fail(message, expected=expected, actual=actual, exchanges=exchanges)
+
+
+def need(
+    condition: bool,
+    what: str,
+    *,
+    root: str | None,
+    actual: Any = None,
+    exchanges: Sequence[Exchange] | Exchange = (),
+) -> None:
+    """Raise NotExercised("not exercised: <what> was not observed", root=...) unless the condition holds.
+
+    A check calls it for what it must observe before it can judge its own rule (a 200 sample, a tool
+    call, a logprobs field, two choices); the failed observation is kept as evidence.
+    """
+    if not condition:
+        because = f" (judged by {root})" if root else ""
+        raise NotExercised(f"not exercised: {what} was not observed{because}", root=root, actual=actual,
+                           exchanges=exchanges)
 
 
 def _error_envelope(body: Any) -> bool:
@@ -166,8 +206,10 @@ __all__ = [
     "Fail",
     "Ignored",
     "NotApplicable",
+    "NotExercised",
     "Unsupported",
     "Verdict",
+    "need",
     "refused_clearly",
     "require",
     "unsupported_or_fail",

@@ -38,7 +38,7 @@ __all__ = [
 CLAUSE_ID_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*(\.[a-z0-9]+(-[a-z0-9]+)*){2,}$")
 # The first ID segment names the part of the API a clause is about (see the yaml header).
 AREAS = frozenset({
-    "request", "message", "response", "usage", "params", "logprobs", "stream", "tools", "format",
+    "request", "message", "response", "usage", "params", "logprobs", "stream", "tools", "format", "transport",
     "vision", "errors", "headers", "routes", "clients", "fuzz",
 })
 _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")

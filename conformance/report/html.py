@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-VERDICTS = ("PASS", "FAIL", "WARN", "UNSUPPORTED", "IGNORED", "SKIPPED", "ERROR")
+VERDICTS = ("PASS", "FAIL", "FLAKY", "WARN", "UNSUPPORTED", "IGNORED", "NOT_EXERCISED", "SKIPPED", "ERROR")
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -17,6 +17,7 @@ th{background:#f3f3f3;text-align:left}.num{text-align:right}
 .v{font-weight:600;padding:0 .3em;border-radius:3px}
 .PASS{background:#d4f4d4}.FAIL{background:#f8c8c8}.WARN{background:#fde9b8}.UNSUPPORTED{background:#dde6f7}
 .IGNORED{background:#f3d1ec}.SKIPPED{background:#eee}.ERROR{background:#c33;color:#fff}
+.FLAKY{background:#f7b267}.NOT_EXERCISED{background:#cdeff3}
 pre{white-space:pre-wrap;word-break:break-all;background:#f8f8f8;padding:.4em;max-height:24em;overflow:auto;margin:.2em 0}
 details{margin:.2em 0}.filters *{margin-right:.6em}.req{max-width:48em}
 """
@@ -106,6 +107,13 @@ def _clause_table(clauses: list[dict[str, Any]]) -> str:
         verdict = clause["verdict"]
         messages = [c.get("message") for c in clause["checks"] if c.get("message")]
         note = "<br>".join(_e(m) for m in messages[:3])
+        if verdict == "NOT_EXERCISED" and clause.get("root"):
+            root_index = next((i for i, c in enumerate(clauses) if c["id"] == clause["root"]), None)
+            link = (f'<a href="#c{root_index}"><code>{_e(clause["root"])}</code></a>' if root_index is not None
+                    else f'<code>{_e(clause["root"])}</code>')
+            note = f"{_e(clause.get('because'))} &rarr; root: {link}<br>" + note
+        if clause.get("runs"):
+            note = "verdict per run: " + _e(", ".join(clause["runs"])) + "<br>" + note
         expected = " (expected failure)" if clause.get("expected_failure") else ""
         rows.append(
             f'<tr class=clause id="c{index}" data-verdict="{_e(verdict)}" data-group="{_e(clause["group"])}" '

@@ -23,10 +23,14 @@ def render_junit(doc: dict[str, Any]) -> str:
             if verdict == "ERROR":
                 ET.SubElement(case, "error", message=f"ERROR: {message}", type="ERROR").text = text
                 counts["errors"] += 1
-            elif verdict == "FAIL" or (verdict == "WARN" and strict) or (
+            elif verdict in ("FAIL", "FLAKY") or (verdict == "WARN" and strict) or (
                     verdict == "IGNORED" and clause["level"] == "MUST"):
                 ET.SubElement(case, "failure", message=f"{verdict}: {message}", type=verdict).text = text
                 counts["failures"] += 1
+            elif verdict == "NOT_EXERCISED":
+                because = clause.get("because") or message
+                ET.SubElement(case, "skipped", message=f"NOT_EXERCISED: {because}; root clause: {check.get('root')}")
+                counts["skipped"] += 1
             elif verdict in ("SKIPPED", "UNSUPPORTED", "IGNORED"):
                 ET.SubElement(case, "skipped", message=f"{verdict}: {message}")
                 counts["skipped"] += 1

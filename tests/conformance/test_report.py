@@ -53,9 +53,9 @@ def make_doc(strict: bool = False, verdicts: dict[str, Verdict] | None = None, u
 def test_results_document_follows_the_contract() -> None:
     doc = make_doc()
     assert list(doc)[:5] == ["format", "format_version", "suite_version", "spec_version", "catalogue_version"]
-    assert doc["format"] == "chatconform-results" and doc["format_version"] == 1
+    assert doc["format"] == "chatconform-results" and doc["format_version"] == 2
     assert doc["summary"] == {"PASS": 1, "FAIL": 1, "WARN": 1, "UNSUPPORTED": 1, "IGNORED": 0, "SKIPPED": 1,
-                              "ERROR": 0, "checks": 5}
+                              "ERROR": 0, "NOT_EXERCISED": 0, "FLAKY": 0, "checks": 5}
     by_id = {c["id"]: c for c in doc["clauses"]}
     assert by_id[IDS[0]]["verdict"] == "PASS"  # PASS beats SKIPPED
     assert by_id[IDS[4]]["checks"] == [{"nodeid": "", "verdict": "SKIPPED", "message": "no check yet",
@@ -67,8 +67,8 @@ def test_results_document_follows_the_contract() -> None:
 
 def test_load_results_rejects_other_formats(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
-    path.write_text(json.dumps(dict(make_doc(), format_version=2)))
-    with pytest.raises(ResultsError, match="format_version must be 1"):
+    path.write_text(json.dumps(dict(make_doc(), format_version=3)))
+    with pytest.raises(ResultsError, match="format_version must be one of"):
         load_results(path)
     path.write_text("[]")
     with pytest.raises(ResultsError, match="not a chatconform results file"):
