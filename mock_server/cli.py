@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from mock_server.config import DEVICES, LOG_LEVELS, MODELS, WEIGHTS, ConfigError, load_config
 from mock_server.errors import ERROR_STYLES
+from reference_model.extras import MockExtraMissing, require_mock_extra
 
 DESCRIPTION = ("Serve the Chat Completion API (/v1/chat/completions) with a real model. Every option can also "
                "be set with an environment variable CHATCONFORM_<OPTION> (e.g. CHATCONFORM_API_KEY); a flag "
@@ -52,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the config from the parsed flags and serve until interrupted."""
+    try:
+        require_mock_extra("chatconform serve")
+    except MockExtraMissing as exc:
+        print(f"chatconform serve: {exc}", file=sys.stderr)
+        return 2
     from mock_server.server import serve_forever
 
     try:

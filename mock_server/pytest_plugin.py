@@ -18,12 +18,15 @@ and requests are always recorded (the log keeps the last 1000).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mock_server.config import MODELS, load_config
 from mock_server.request_log import RequestLog
-from mock_server.server import ServerThread
+
+if TYPE_CHECKING:  # the server (aiohttp, the model) is imported by the fixture: a light install has none of it
+    from mock_server.server import ServerThread
 
 READY_TIMEOUT_S = 600.0  # the first use of the reference model may convert it (minutes on a small CPU)
 
@@ -37,6 +40,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def chatconform_server_thread(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
     """The session's ready mock server (its `base_url`, its `requests` log)."""
+    from reference_model.extras import MockExtraMissing, require_mock_extra
+
+    try:
+        require_mock_extra("the chatconform_server fixture")
+    except MockExtraMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    from mock_server.server import ServerThread
+
     config = load_config({"host": "127.0.0.1", "port": 0, "model": request.config.getoption("--chatconform-model"),
                           "record_requests": True})
     with ServerThread(config) as server:

@@ -8,8 +8,9 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from reference_model.convert.graph import WEIGHT_FORMATS
 from reference_model.errors import ReferenceModelError
+from reference_model.extras import MockExtraMissing, require_mock_extra
+from reference_model.formats import WEIGHT_FORMATS
 
 WEIGHT_CHOICES = (*WEIGHT_FORMATS, "all")
 
@@ -20,6 +21,11 @@ def _formats(choice: str) -> list[str]:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Fetch and verify the GGUF, then convert the requested weight formats (cached)."""
+    try:
+        require_mock_extra("chatconform model prepare")
+    except MockExtraMissing as exc:
+        print(f"chatconform model prepare: {exc}", file=sys.stderr)
+        return 2
     from reference_model.prepared import prepare
 
     try:
@@ -57,6 +63,11 @@ def _info_data(verify: bool) -> dict[str, Any]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print what is cached: the GGUF and each converted graph, with hashes and sizes."""
+    try:
+        require_mock_extra("chatconform model info")
+    except MockExtraMissing as exc:
+        print(f"chatconform model info: {exc}", file=sys.stderr)
+        return 2
     data = _info_data(args.verify)
     if args.json:
         print(json.dumps(data, indent=2))

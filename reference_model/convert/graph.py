@@ -43,8 +43,8 @@ from reference_model.convert.quant import (
     to_matmul_nbits,
 )
 from reference_model.convert.weights_model import ModelWeights
+from reference_model.formats import WEIGHT_FORMATS
 
-WEIGHT_FORMATS = ("int4", "fp32")
 MS = "com.microsoft"
 
 
