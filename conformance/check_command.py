@@ -36,6 +36,7 @@ from conformance.embedded import (
 from conformance.gate import EXIT_SUITE_ERROR, ExpectFileError, gate, read_expect
 from conformance.plugin import default_report_dir
 from conformance.progress import ProgressPlugin, failing_table, summary_table
+from conformance.repeat import MAX_REPEAT
 from conformance.results import ResultsError, load_results
 
 PLUGIN_MODULE = "conformance.plugin"
@@ -72,6 +73,12 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                              "--concurrency and --delay. 0 turns it off: use it for rate-limited or paid providers")
     parser.add_argument("--report-dir", type=Path, help="report folder (default reports/<target>/<UTC time>/)")
     parser.add_argument("--expect", type=Path, metavar="FILE", help="clause IDs known to fail, one per line (# comments)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help=f"run the suite N times against the same target (default 1, at most {MAX_REPEAT}; the "
+                             "embedded mock is started once) and gate on one merged report: a clause whose verdict "
+                             "differs between runs is FLAKY, and a flaky required clause fails the gate. SKIPPED "
+                             "runs (nothing observable) do not make a clause flaky; an ERROR in any run stays ERROR. "
+                             "Each run's own report is kept in run-1/, run-2/ ... of the report folder")
     parser.add_argument("--list", action="store_true", help="print the selected clauses and exit")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     parser.add_argument("--mock-model", default=DEFAULT_MOCK_MODEL,
@@ -130,6 +137,9 @@ def run_check(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.list:
         return list_clauses(args, console)
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        console.print(f"chatconform check: repeat: must be an integer from 1 to {MAX_REPEAT}, got {args.repeat}")
+        return EXIT_SUITE_ERROR
     options: dict[str, Any] = {
         "base_url": args.base_url, "api_key": args.api_key, "model": args.model, "dialect": args.dialect,
         "profile": args.profile, "clause_prefixes": tuple(args.clause), "strict": args.strict,
@@ -158,22 +168,20 @@ def run_check(args: argparse.Namespace) -> int:
             if config.dialect == "openai":  # the mock speaks either error dialect; match the one under test
                 embedded.extra_args = ["--error-style", "openai"]
             console.print(f"starting the embedded mock provider (model {args.mock_model}) ...")
-            options["base_url"] = embedded.start()
+            options["base_url"] = embedded.start(
+                on_step=lambda step: console.print(f"  model: {step}", markup=False, highlight=False))
             slug = f"mock-{args.mock_model}"
         else:
             slug = None
         base_url = options["base_url"] or config.base_url
         report_dir = config.report_dir or _report_dir(base_url, slug)
         options["report_dir"] = report_dir
-        progress = ProgressPlugin(console, show=not args.quiet and console.is_terminal)
-        code = pytest.main(pytest_args(options), plugins=[progress])
-        if progress.interrupted:
-            console.print("chatconform check: interrupted")
-            return EXIT_INTERRUPTED
-        if progress.collect_errors:
-            console.print(f"chatconform check: the checks could not be collected: {', '.join(progress.collect_errors)}")
-            return EXIT_SUITE_ERROR
-        return _finish(report_dir, expected, config.strict, int(code), console)
+        if args.repeat > 1:
+            from conformance.repeat import run_repeated  # it drives run_once: imported here, not in a cycle
+
+            return run_repeated(options, args.repeat, expected, config.strict, console, quiet=args.quiet)
+        stop, code = run_once(options, console, args.quiet)
+        return stop if stop is not None else _finish(report_dir, expected, config.strict, code, console)
     except EmbeddedStartError as exc:
         console.print(f"chatconform check: {exc}", markup=False)
         return EXIT_SUITE_ERROR
@@ -184,6 +192,23 @@ def run_check(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_once(options: dict[str, Any], console: Console, quiet: bool) -> tuple[int | None, int]:
+    """One pytest session writing its report into options["report_dir"].
+
+    Returns (the exit code to stop with, or None to go on reading the results; pytest's exit code).
+    """
+    mode = "off" if quiet else ("rich" if console.is_terminal else "lines")
+    progress = ProgressPlugin(console, mode=mode)
+    code = int(pytest.main(pytest_args(options), plugins=[progress]))
+    if progress.interrupted:
+        console.print("chatconform check: interrupted")
+        return EXIT_INTERRUPTED, code
+    if progress.collect_errors:
+        console.print(f"chatconform check: the checks could not be collected: {', '.join(progress.collect_errors)}")
+        return EXIT_SUITE_ERROR, code
+    return None, code
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -198,17 +223,29 @@ def _report_dir(base_url: str, slug: str | None) -> Path:
 
 def _finish(report_dir: Path, expected: frozenset[str], strict: bool, pytest_code: int, console: Console) -> int:
     """Read results.json, print the summary, decide the exit code."""
+    doc = read_run(report_dir, pytest_code, console)
+    return EXIT_SUITE_ERROR if doc is None else conclude(doc, report_dir, expected, strict)
+
+
+def read_run(report_dir: Path, pytest_code: int, console: Console) -> dict[str, Any] | None:
+    """The results document of a finished run; None (after saying why) when the run is a suite-side error."""
     try:
         doc = load_results(report_dir / "results.json")
     except ResultsError:
         console.print(f"chatconform check: the run wrote no results (pytest exit code {pytest_code})")
-        return EXIT_SUITE_ERROR
+        return None
     if doc.get("unreachable"):
         console.print(f"chatconform check: target unreachable: {doc['unreachable']}", markup=False)
-        return EXIT_SUITE_ERROR
+        return None
     if pytest_code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         console.print(f"chatconform check: pytest ended with {pytest.ExitCode(pytest_code).name}")
-        return EXIT_SUITE_ERROR
+        return None
+    return doc
+
+
+def conclude(doc: dict[str, Any], report_dir: Path, expected: frozenset[str], strict: bool,
+             notes: tuple[str, ...] = ()) -> int:
+    """Gate a results document: print the summary tables, `notes` and the gate line, write gate.json."""
     result = gate(doc, expected, strict)
     out = Console()
     out.print(f"{doc['summary']['checks']} checks over {len(doc['clauses'])} clauses in {doc['duration_s']:.1f} s "
@@ -225,6 +262,8 @@ def _finish(report_dir: Path, expected: frozenset[str], strict: bool, pytest_cod
         out.print(f"[bold red]regressions[/]: {', '.join(result.regressions)}")
     if result.orphaned:
         out.print(f"[bold red]not exercised, no failing root[/]: {', '.join(result.orphaned)}")
+    for note in notes:
+        out.print(note)
     out.print(f"gate: exit {result.code}: {result.reason}")
     out.print(f"report: {report_dir}/index.html")
     (report_dir / "gate.json").write_text(json.dumps(result.__dict__, indent=1) + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ DEFAULT_LOAD_DELAY = 5.0
 # gets 429s: headers.retry-after.429 is then judged instead of skipped.
 EMBEDDED_MAX_BATCH = 8
 MAX_CHOICES_PER_REQUEST = 2  # the largest n the checks and the fuzzer (after clamping) send
+# The model's preparation steps (download, verify, convert) print lines that start so in the child's
+# log (reference_model.weights.PLAIN_PREFIX); start() relays them, so a first run is never silent.
+MODEL_STEP_PREFIX = "chatconform model: "
 
 
 def embedded_max_queue(concurrency: int) -> int:
@@ -71,8 +75,11 @@ class EmbeddedMock:
                "--max-batch", str(self.max_batch), "--max-queue", str(self.max_queue)]
         return cmd + self.extra_args  # the API key travels in the environment, not on a visible command line
 
-    def start(self) -> str:
-        """Start the child, wait until /health answers HTTP (any status), return the base URL."""
+    def start(self, on_step: Callable[[str], None] | None = None) -> str:
+        """Start the child, wait until /health answers HTTP (any status), return the base URL.
+
+        `on_step` receives each model preparation step the child logs meanwhile (prefix removed).
+        """
         self.port = self.port or free_port()
         # The child reads CHATCONFORM_* too (e.g. CHATCONFORM_MODEL means something else there):
         # give it only the explicit flags, except where the model lives (cache, GGUF).
@@ -85,7 +92,10 @@ class EmbeddedMock:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
         deadline = time.monotonic() + self.start_timeout
+        relayed = 0  # bytes of the log already scanned for model steps
         while time.monotonic() < deadline:
+            if on_step is not None:
+                relayed = self._relay_steps(relayed, on_step)
             if self.process.poll() is not None:
                 raise EmbeddedStartError(
                     f"the embedded mock exited with status {self.process.returncode} before answering; "
@@ -97,6 +107,22 @@ class EmbeddedMock:
                 time.sleep(0.2)
         self.stop()
         raise EmbeddedStartError(f"the embedded mock did not answer within {self.start_timeout:g} s; log: {self.log_path}")
+
+    def _relay_steps(self, offset: int, on_step: Callable[[str], None]) -> int:
+        """Pass the complete model-step lines logged since `offset` to on_step; the new offset."""
+        if self.log_path is None:
+            return offset
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                data = log.read()
+        except OSError:
+            return offset
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            if line.startswith(MODEL_STEP_PREFIX):
+                on_step(line[len(MODEL_STEP_PREFIX):])
+        return offset + len(complete)
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the child's log."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -18,17 +19,30 @@ STYLES = {"PASS": "green", "FAIL": "bold red", "FLAKY": "bold yellow", "WARN": "
 NOT_PASSING = ("ERROR", "FAIL", "FLAKY", "IGNORED", "WARN", "NOT_EXERCISED")
 
 
-class ProgressPlugin:
-    """A pytest plugin object: shows progress, and prints collection errors (the terminal reporter is off)."""
+LINE_INTERVAL_S = 10.0  # plain progress: a line at least this often while checks run
 
-    def __init__(self, console: Console, show: bool = True) -> None:
+
+class ProgressPlugin:
+    """A pytest plugin object: shows progress, and prints collection errors (the terminal reporter is off).
+
+    Three modes: `rich` (a live bar, on a terminal), `lines` (one plain line when a module of checks
+    is done and at least every LINE_INTERVAL_S seconds, with counts: what a CI log shows) and `off`.
+    """
+
+    def __init__(self, console: Console, show: bool = True, mode: str | None = None) -> None:
         self.console = console
-        self.show = show
+        self.mode = mode or ("rich" if show else "off")
+        self.show = self.mode == "rich"
         self.counts: Counter[str] = Counter()
         self.progress: Progress | None = None
         self.task: Any = None
         self.collect_errors: list[str] = []
         self.interrupted = False
+        self.total = 0
+        self.done = 0
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.module: str | None = None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """Print collection errors: they are suite-side problems."""
@@ -43,6 +57,10 @@ class ProgressPlugin:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start the progress bar once the number of checks is known."""
+        self.total = len(session.items)
+        self.started = self.last_line = time.monotonic()
+        if self.mode == "lines":
+            self.console.print(f"chatconform: {self.total} checks to run", markup=False, highlight=False)
         if not self.show:
             return
         self.progress = Progress(TextColumn("[bold]checks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -57,9 +75,32 @@ class ProgressPlugin:
             self.counts[verdict] += 1
         if report.when != "teardown":
             return
+        self.done += 1
+        if self.mode == "lines":
+            self._line(report.nodeid)
         if self.progress is not None:
             tally = " ".join(f"[{STYLES[v]}]{v} {n}[/]" for v, n in sorted(self.counts.items()))
             self.progress.update(self.task, advance=1, description=f"{tally}  {report.nodeid.rsplit('::', 1)[-1]}")
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        """Plain mode: when a check of another module starts, a line for the module just finished."""
+        module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        if self.mode == "lines" and self.module is not None and module != self.module:
+            self._print(f"{self.module} done")
+        self.module = module
+
+    def _line(self, nodeid: str) -> None:
+        """Plain mode: a line every LINE_INTERVAL_S seconds, and one when the last check is done."""
+        if time.monotonic() - self.last_line >= LINE_INTERVAL_S or self.done == self.total:
+            self._print(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
+
+    def _print(self, where: str) -> None:
+        now = time.monotonic()
+        elapsed = int(now - self.started)
+        tally = " ".join(f"{v} {n}" for v, n in sorted(self.counts.items()))
+        self.console.print(f"[{self.done:>3}/{self.total} {elapsed // 60}m{elapsed % 60:02d}s] {where}: {tally}",
+                           markup=False, highlight=False)
+        self.last_line = now
 
     def pytest_sessionfinish(self) -> None:
         """Stop the progress display."""

@@ -117,7 +117,7 @@ def load_backend(config: ServerConfig, *, work_dir: Path | None = None,
     else:
         from reference_model.prepared import prepare
 
-        prepared = prepare(config.weights, progress=False)
+        prepared = prepare(config.weights, progress=True)  # a bar on a terminal, plain lines in a log
         engine = Engine(prepared, **options)
         model_id, digest, created = REFERENCE_MODEL_ID, prepared.manifest.gguf_sha256, REFERENCE_MODEL_CREATED
     info = ModelInfo(id=model_id, context_length=engine.context_length, vocab_size=engine.config.vocab_size,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,7 +24,15 @@ from typing import Any
 from reference_model.config import ModelConfig
 from reference_model.convert.graph import WEIGHT_FORMATS, GraphOptions
 from reference_model.errors import ReferenceModelError
-from reference_model.weights import GGUF_SHA256, MODEL_NAME, cache_dir, cache_lock, ensure_gguf, sha256_file
+from reference_model.weights import (
+    GGUF_SHA256,
+    MODEL_NAME,
+    cache_dir,
+    cache_lock,
+    ensure_gguf,
+    plain_line,
+    sha256_file,
+)
 
 # Bump when the graph builder changes what it writes: every cached graph is then rebuilt.
 CONVERTER_VERSION = 2
@@ -155,11 +164,15 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
 
 
 class _Stages:
-    """A rich progress bar over named conversion stages; silent when disabled."""
+    """Progress over named conversion stages: a rich bar on a terminal, plain lines elsewhere (a CI log)."""
 
     def __init__(self, enabled: bool, total: int, title: str) -> None:
         self._bar = None
-        if enabled:
+        self._plain = enabled and not sys.stderr.isatty()
+        self._started = time.monotonic()
+        if self._plain:
+            plain_line(f"{title}: {total} stages")
+        elif enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -168,6 +181,8 @@ class _Stages:
             self._task = self._bar.add_task(title, total=total)
 
     def stage(self, description: str) -> None:
+        if self._plain:
+            plain_line(f"{description} ({time.monotonic() - self._started:.0f} s)")
         if self._bar is not None:
             self._bar.update(self._task, description=description)
 
@@ -176,6 +191,8 @@ class _Stages:
             self._bar.advance(self._task)
 
     def close(self) -> None:
+        if self._plain:
+            plain_line(f"conversion finished in {time.monotonic() - self._started:.0f} s")
         if self._bar is not None:
             self._bar.stop()
 

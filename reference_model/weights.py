@@ -175,12 +175,21 @@ def _fast_path_ok(path: Path) -> bool:
     return not _stray_temp_files(path.parent)
 
 
+PLAIN_PREFIX = "chatconform model: "  # plain progress lines start so; `check` relays them from its embedded mock
+
+
+def plain_line(message: str) -> None:
+    """One plain progress line on stderr (flushed): what a log that is not a terminal shows of a model step."""
+    print(PLAIN_PREFIX + message, file=sys.stderr, flush=True)
+
+
 class _Progress:
-    """Optional rich progress bar over bytes; a no-op when disabled."""
+    """Progress over bytes: a rich bar on a terminal, plain lines elsewhere (a CI log), nothing when disabled."""
 
     def __init__(self, enabled: bool) -> None:
         self._progress = None
-        if enabled:
+        self._plain = enabled and not sys.stderr.isatty()
+        if enabled and not self._plain:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -197,6 +206,8 @@ class _Progress:
 
     def task(self, description: str, total: int) -> Callable[[int], None] | None:
         """Start a bar; returns the advance callback (None when disabled)."""
+        if self._plain:
+            plain_line(f"{description} ({total / 1e6:.1f} MB)")
         if self._progress is None:
             return None
         progress = self._progress
@@ -205,6 +216,8 @@ class _Progress:
 
     def note(self, message: str) -> None:
         """Print a line above the bars."""
+        if self._plain:
+            plain_line(message)
         if self._progress is not None:
             self._progress.console.print(message)
 
