@@ -72,7 +72,7 @@ def peer_spec(port: int, threads: int, gguf: Path, n_ctx: int = 4096) -> ServerS
 
 
 def child_env() -> dict[str, str]:
-    """This environment without the CHATCONFORM_<option> variables our server would read as flags
+    """This environment without the CHATCONFORM_MOCK_<option> variables our server would read as flags
     (CHATCONFORM_CACHE and CHATCONFORM_GGUF, which locate the model, are kept)."""
     from mock_server.config import ENV_PREFIX, ServerConfig
 

@@ -81,11 +81,11 @@ class EmbeddedMock:
         `on_step` receives each model preparation step the child logs meanwhile (prefix removed).
         """
         self.port = self.port or free_port()
-        # The child reads CHATCONFORM_* too (e.g. CHATCONFORM_MODEL means something else there):
-        # give it only the explicit flags, except where the model lives (cache, GGUF).
+        # The child reads CHATCONFORM_MOCK_* (a user's own `serve` settings): give it only the explicit
+        # flags, and of the other variables only where the model lives (cache, GGUF).
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHATCONFORM_") or k in KEPT_ENV}
         if self.api_key:
-            env["CHATCONFORM_API_KEY"] = self.api_key
+            env["CHATCONFORM_MOCK_API_KEY"] = self.api_key
         handle, name = tempfile.mkstemp(prefix="chatconform-mock-", suffix=".log")
         self.log_path = Path(name)
         with os.fdopen(handle, "wb") as log:

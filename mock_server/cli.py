@@ -13,7 +13,7 @@ from mock_server.errors import ERROR_STYLES
 from reference_model.extras import MockExtraMissing, require_mock_extra
 
 DESCRIPTION = ("Serve the Chat Completion API (/v1/chat/completions) with a real model. Every option can also "
-               "be set with an environment variable CHATCONFORM_<OPTION> (e.g. CHATCONFORM_API_KEY); a flag "
+               "be set with an environment variable CHATCONFORM_MOCK_<OPTION> (e.g. CHATCONFORM_MOCK_API_KEY); a flag "
                "wins over the variable.")
 
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODELS,
                         help="smollm2: the SmolLM2-135M-Instruct reference (default); tiny: random weights, instant")
     parser.add_argument("--weights", choices=WEIGHTS, help="weight format of the graph (default int4)")
-    parser.add_argument("--api-key", help="require 'Authorization: Bearer <key>' (or CHATCONFORM_API_KEY)")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer <key>' (or CHATCONFORM_MOCK_API_KEY)")
     parser.add_argument("--device", choices=DEVICES, help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="logging level (default info)")

@@ -1,7 +1,7 @@
 """The server's configuration: one frozen dataclass, filled from the CLI, then the environment, then defaults.
 
-Each field has an environment variable `CHATCONFORM_<FIELD>` (upper case), e.g.
-`CHATCONFORM_API_KEY`, `CHATCONFORM_PORT`. A CLI flag that is given wins over the variable; a
+Each field has an environment variable `CHATCONFORM_MOCK_<FIELD>` (upper case), e.g.
+`CHATCONFORM_MOCK_API_KEY`, `CHATCONFORM_MOCK_PORT`. A CLI flag that is given wins over the variable; a
 variable that is set wins over the default. Bad values are refused with a message naming the
 option, where it came from, the rule and the value.
 """
@@ -20,7 +20,7 @@ MODELS = ("smollm2", "tiny")
 WEIGHTS = ("int4", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-ENV_PREFIX = "CHATCONFORM_"
+ENV_PREFIX = "CHATCONFORM_MOCK_"
 
 
 class ConfigError(ValueError):
@@ -124,7 +124,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
 
 
 def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
-    """Build the config: a CLI value that is not None, else `CHATCONFORM_<NAME>` from env, else the default."""
+    """Build the config: a CLI value that is not None, else `CHATCONFORM_MOCK_<NAME>` from env, else the default."""
     cli = cli or {}
     env = os.environ if env is None else env
     values: dict[str, Any] = {}

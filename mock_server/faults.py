@@ -1,7 +1,7 @@
 """Fault injection: `x-mock-fault` makes one answer break one rule of the spec, on purpose.
 
 For proving that conformance checks can fail. Off unless the server runs with `--allow-faults`
-(CHATCONFORM_ALLOW_FAULTS); a request naming a fault on a server without it is refused with 400,
+(CHATCONFORM_MOCK_ALLOW_FAULTS); a request naming a fault on a server without it is refused with 400,
 so a fault is never applied, or dropped, by surprise. The header holds comma-separated names:
 
   http-500          answer 500 with the error envelope instead of generating

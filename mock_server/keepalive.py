@@ -3,7 +3,7 @@
 Gaps come from a request waiting in the generator's queue for a batch slot, a long prompt being
 read before the first token, or the `slow` fault holding tokens back. The comment is a line
 every SSE client skips (the official clients do), and it tells proxies and load balancers
-that the connection is alive. The interval is `--keepalive` (CHATCONFORM_KEEPALIVE, default 15 s;
+that the connection is alive. The interval is `--keepalive` (CHATCONFORM_MOCK_KEEPALIVE, default 15 s;
 0 turns it off). The `stall` fault is not paced: it waits before the answer's first byte, so a
 stalled answer stays silent and a client's read timeout fires, as against a dead server.
 """

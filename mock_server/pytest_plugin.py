@@ -10,7 +10,7 @@ Registered through the `pytest11` entry point (or `-p mock_server.pytest_plugin`
   redacted, the JSON body or the text, the answer's status, whether it streamed, the time).
 
 The server's configuration comes from the environment like `chatconform serve`
-(CHATCONFORM_MODEL=tiny for a fast random-weight model; the SmolLM2 reference by default), with
+(CHATCONFORM_MOCK_MODEL=tiny for a fast random-weight model; the SmolLM2 reference by default), with
 `--chatconform-model` to override the model; host and port are always 127.0.0.1 and a free port,
 and requests are always recorded (the log keeps the last 1000).
 """
@@ -34,7 +34,7 @@ READY_TIMEOUT_S = 600.0  # the first use of the reference model may convert it (
 def pytest_addoption(parser: pytest.Parser) -> None:
     """--chatconform-model: which model the session server runs."""
     parser.addoption("--chatconform-model", choices=MODELS, default=None,
-                     help="model of the chatconform_server fixture (default: CHATCONFORM_MODEL, else smollm2)")
+                     help="model of the chatconform_server fixture (default: CHATCONFORM_MOCK_MODEL, else smollm2)")
 
 
 @pytest.fixture(scope="session")

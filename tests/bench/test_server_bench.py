@@ -147,11 +147,11 @@ def test_bodies_stream_greedily_and_distinct_prompts_differ_only_by_number() -> 
 
 
 def test_child_env_drops_server_options_but_keeps_the_model_location(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHATCONFORM_PORT", "1")
-    monkeypatch.setenv("CHATCONFORM_MODEL", "tiny")
+    monkeypatch.setenv("CHATCONFORM_MOCK_PORT", "1")
+    monkeypatch.setenv("CHATCONFORM_MOCK_MODEL", "tiny")
     monkeypatch.setenv("CHATCONFORM_CACHE", "/somewhere")
     env = child_env()
-    assert "CHATCONFORM_PORT" not in env and "CHATCONFORM_MODEL" not in env
+    assert "CHATCONFORM_MOCK_PORT" not in env and "CHATCONFORM_MOCK_MODEL" not in env
     assert env["CHATCONFORM_CACHE"] == "/somewhere"
 
 

@@ -24,25 +24,25 @@ def test_register_adds_serve_with_its_flags() -> None:
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "--model", "tiny", "--port", "0", "--api-key", "k", "--error-style", "openai",
                               "--allow-remote-images", "--keepalive", "2.5", "--record-requests"])
-    config = load_config(vars(args), env={"CHATCONFORM_PORT": "1234", "CHATCONFORM_WEIGHTS": "fp32",
-                                          "CHATCONFORM_KEEPALIVE": "0"})
+    config = load_config(vars(args), env={"CHATCONFORM_MOCK_PORT": "1234", "CHATCONFORM_MOCK_WEIGHTS": "fp32",
+                                          "CHATCONFORM_MOCK_KEEPALIVE": "0"})
     assert (config.model, config.port, config.api_key, config.error_style) == ("tiny", 0, "k", "openai")
     assert config.weights == "fp32" and config.allow_remote_images is True
     assert config.keepalive == 2.5 and config.record_requests is True
-    defaults = load_config(vars(parser.parse_args(["serve"])), env={"CHATCONFORM_KEEPALIVE": "0"})
+    defaults = load_config(vars(parser.parse_args(["serve"])), env={"CHATCONFORM_MOCK_KEEPALIVE": "0"})
     assert defaults.keepalive == 0.0 and defaults.record_requests is False
     assert args.func.__name__ == "run"
 
 
 def test_bad_environment_value_exits_2() -> None:
-    env = {**os.environ, "CHATCONFORM_PORT": "not-a-port"}
+    env = {**os.environ, "CHATCONFORM_MOCK_PORT": "not-a-port"}
     proc = subprocess.run([sys.executable, "-m", "mock_server", "--model", "tiny"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 2 and "CHATCONFORM_PORT" in proc.stderr
+    assert proc.returncode == 2 and "CHATCONFORM_MOCK_PORT" in proc.stderr
 
 
 def test_python_m_mock_server_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    env = {**os.environ, "CHATCONFORM_API_KEY": "sekret"}
+    env = {**os.environ, "CHATCONFORM_MOCK_API_KEY": "sekret"}
     proc = subprocess.Popen([sys.executable, "-m", "mock_server", "--model", "tiny", "--port", "0",
                              "--log-level", "warning"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -34,8 +34,8 @@ def _stream(base_url: str, body: dict, headers: dict[str, str] | None = None) ->
 
 def test_keepalive_is_configurable_and_defaults_to_15_s() -> None:
     assert load_config({}, env={}).keepalive == 15.0
-    assert load_config({}, env={"CHATCONFORM_KEEPALIVE": "0"}).keepalive == 0.0
-    assert load_config({"keepalive": 2.5}, env={"CHATCONFORM_KEEPALIVE": "0"}).keepalive == 2.5
+    assert load_config({}, env={"CHATCONFORM_MOCK_KEEPALIVE": "0"}).keepalive == 0.0
+    assert load_config({"keepalive": 2.5}, env={"CHATCONFORM_MOCK_KEEPALIVE": "0"}).keepalive == 2.5
 
 
 def test_slow_tokens_get_keepalives_and_the_stream_still_parses(paced: ServerThread) -> None:

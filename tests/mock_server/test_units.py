@@ -17,7 +17,7 @@ from spec import schemas
 
 
 def test_config_cli_then_environment_then_default() -> None:
-    env = {"CHATCONFORM_PORT": "9000", "CHATCONFORM_API_KEY": "k-env", "CHATCONFORM_MODEL": "tiny"}
+    env = {"CHATCONFORM_MOCK_PORT": "9000", "CHATCONFORM_MOCK_API_KEY": "k-env", "CHATCONFORM_MOCK_MODEL": "tiny"}
     assert load_config({}, env={}) == ServerConfig()
     from_env = load_config({"port": None}, env=env)
     assert (from_env.port, from_env.api_key, from_env.model) == (9000, "k-env", "tiny")
@@ -27,9 +27,9 @@ def test_config_cli_then_environment_then_default() -> None:
 
 
 @pytest.mark.parametrize("cli,env,names", [
-    ({"port": 70000}, {}, "--port"), ({}, {"CHATCONFORM_PORT": "eighty"}, "CHATCONFORM_PORT"),
-    ({"weights": "int8"}, {}, "--weights"), ({}, {"CHATCONFORM_LOAD_DELAY": "-1"}, "CHATCONFORM_LOAD_DELAY"),
-    ({}, {"CHATCONFORM_ALLOW_REMOTE_IMAGES": "maybe"}, "CHATCONFORM_ALLOW_REMOTE_IMAGES"),
+    ({"port": 70000}, {}, "--port"), ({}, {"CHATCONFORM_MOCK_PORT": "eighty"}, "CHATCONFORM_MOCK_PORT"),
+    ({"weights": "int8"}, {}, "--weights"), ({}, {"CHATCONFORM_MOCK_LOAD_DELAY": "-1"}, "CHATCONFORM_MOCK_LOAD_DELAY"),
+    ({}, {"CHATCONFORM_MOCK_ALLOW_REMOTE_IMAGES": "maybe"}, "CHATCONFORM_MOCK_ALLOW_REMOTE_IMAGES"),
 ])
 def test_config_errors_name_option_and_value(cli: dict, env: dict, names: str) -> None:
     with pytest.raises(ConfigError, match=names):
@@ -107,7 +107,7 @@ def test_image_description_is_deterministic() -> None:
 
 
 @pytest.mark.parametrize("cli,env,allowed", [({}, {}, "1"), ({"spin": False}, {}, "0"),
-                                             ({}, {"CHATCONFORM_SPIN": "false"}, "0")])
+                                             ({}, {"CHATCONFORM_MOCK_SPIN": "false"}, "0")])
 def test_spin_option_reaches_the_onnx_session(tmp_path, cli: dict, env: dict, allowed: str) -> None:
     from mock_server.backend import load_backend
 
