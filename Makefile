@@ -10,12 +10,14 @@ PYTEST_ARGS ?=
 TARGET ?=
 CHECK_ARGS ?=
 BENCH_SERVER_ARGS ?=
+SERVE_ARGS ?=
 
-.PHONY: help venv test check model peer bench bench-server clean distclean
+.PHONY: help venv test check serve model peer bench bench-server clean distclean
 
 help:
 	@echo "make test              run our own tests (bootstraps .venv on first use)"
 	@echo "make check             conformance suite vs the embedded mock; TARGET=http://host:port for any server"
+	@echo "make serve             run the mock provider on http://127.0.0.1:8080 (SERVE_ARGS=... for more options)"
 	@echo "make model             prepare the reference model (fetch, verify, convert; cached)"
 	@echo "make peer              build llama.cpp's Python binding into .venv-peer (~10 min, once)"
 	@echo "make bench             engine and constrained-decoding benches (llama.cpp ratios need make peer)"
@@ -38,6 +40,9 @@ test: $(STAMP)
 # Without TARGET the suite starts the embedded mock provider (real model) and stops it after.
 check: $(STAMP)
 	$(VENV)/bin/chatconform check $(TARGET) $(CHECK_ARGS)
+
+serve: $(STAMP)
+	$(VENV)/bin/chatconform serve $(SERVE_ARGS)
 
 model: $(STAMP)
 	$(VENV)/bin/chatconform model prepare
