@@ -65,7 +65,8 @@ def register_check(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "check", help="run the conformance suite against a server (default: the embedded mock provider)",
         description="Run the conformance suite. Exit 0: every required clause passes (or is listed in --expect); "
-                    "1: a required clause failed; 2: suite-side error (bad configuration, unreachable target); "
+                    "1: a required clause failed (or, under --repeat, gave different verdicts in different runs); "
+                    "2: suite-side error (bad configuration, unreachable target); "
                     "3: no check was executed.")
     add_check_arguments(parser)
     parser.set_defaults(func=run_check)
@@ -79,6 +80,21 @@ def register_report(subparsers: argparse._SubParsersAction) -> None:
     matrix.add_argument("results", nargs="+", type=Path, help="results.json files")
     matrix.add_argument("-o", "--output", type=Path, default=Path("matrix.html"), help="output HTML file")
     matrix.set_defaults(func=_run_matrix)
+    register_diff(subparsers)  # no entry point of its own: it travels with `report`
+
+
+def register_diff(subparsers: argparse._SubParsersAction) -> None:
+    """Add `chatconform diff A B` (the verdicts of two runs side by side)."""
+    from conformance.diff import RULE, add_diff_arguments, run_diff
+
+    parser = subparsers.add_parser(
+        "diff", help="compare the verdicts of two runs (results.json, report folder or live URL)",
+        description="Compare the clause verdicts of run A (the reference: a previous release, an upstream) with "
+                    "run B (the candidate: a new release, a gateway): a table of the clauses whose verdict "
+                    "differs, with each side's first message, and counts of regressed, changed, improved, "
+                    "only-in-A, only-in-B and unchanged clauses. " + RULE)
+    add_diff_arguments(parser)
+    parser.set_defaults(func=run_diff)
 
 
 def _run_matrix(args: argparse.Namespace) -> int:
