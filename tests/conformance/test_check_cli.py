@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -131,9 +132,9 @@ def test_embedded_mock_is_stopped_on_interrupt(tmp_path: Path, monkeypatch: pyte
     started: list[EmbeddedMock] = []
     original = EmbeddedMock.start
 
-    def record(self: EmbeddedMock) -> str:
+    def record(self: EmbeddedMock, on_step: Callable[[str], None] | None = None) -> str:
         started.append(self)
-        return original(self)
+        return original(self, on_step)
 
     def interrupt(*args: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
