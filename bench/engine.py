@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.engine_limits import (
     measure_bandwidth,
@@ -109,7 +110,7 @@ def peer_unavailable(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_peer(args: argparse.Namespace, repeats: int) -> tuple[dict | None, str | None]:
+def run_peer(args: argparse.Namespace, repeats: int) -> tuple[dict[str, Any] | None, str | None]:
     """llama.cpp's measurement (bench.peer.measure in .venv-peer), or None and the reason."""
     reason = peer_unavailable(args)
     if reason is not None:
@@ -159,7 +160,7 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
         # Alternate the two engines, one repetition per process each round, so that load from
         # other processes on a shared machine falls on both alike; medians pool every round.
         ours_rounds: list[OurMeasurement] = []
-        peer_rounds: list[dict] = []
+        peer_rounds: list[dict[str, Any]] = []
         peer_note = peer_unavailable(args)
         for _ in range(args.reps):
             ours_rounds.append(run_ours(prompt_file, args, "cpu", repeats=1))

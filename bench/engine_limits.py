@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.engine_types import Bandwidth, PhysicalLimit, WeightBytes
+
+if TYPE_CHECKING:
+    from onnx import TensorProto
 
 # Inputs of these ops are read one row per token (the token's embedding, its rotary angles),
 # not whole; every other initializer a node consumes is read in full once per decode step.
@@ -37,7 +41,7 @@ def measure_bandwidth(array_bytes: int = 1 << 30, threads: int = 2, repeats: int
                      array_bytes=int(data.nbytes), n_threads=threads)
 
 
-def _nbytes(tensor) -> tuple[int, int]:
+def _nbytes(tensor: TensorProto) -> tuple[int, int]:
     """(total bytes, bytes of one row along the first axis) of an initializer TensorProto."""
     from onnx import helper
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.engine_types import MB, BatchRun, OurMeasurement
 from bench.peer.measure import positive_int
-from reference_model.engine import Engine, SeqId
+from reference_model.engine import Engine, EngineModel, SeqId
 
 WARMUP_PROMPT_TOKENS = 32
 WARMUP_STEPS = 4
@@ -65,7 +65,7 @@ def time_decode(engine: Engine, prompts: list[list[int]], steps: int) -> float:
     return len(seqs) * steps / elapsed
 
 
-def open_model(model: str, weights: str, scratch: Path):
+def open_model(model: str, weights: str, scratch: Path) -> EngineModel:
     """The real prepared graph, or the tiny random model built into `scratch`."""
     if model == "tiny":
         from reference_model.tiny import build_tiny

@@ -22,7 +22,16 @@ from bench.engine_types import (
 
 def peer_peak_mb(peer: dict[str, Any]) -> float:
     """The peer's peak RSS in decimal MB (it reports MiB)."""
-    return round(peer["peak_rss_mib"] * MIB / MB, 1)
+    mib: float = peer["peak_rss_mib"]
+    return round(mib * MIB / MB, 1)
+
+
+def _peer_number(peer: dict[str, Any] | None, key: str) -> float | None:
+    """One of the peer's measurements, or None when llama.cpp was not measured."""
+    if not peer:
+        return None
+    value: float = peer[key]
+    return value
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -68,9 +77,9 @@ def _comparison_table(report: BenchReport) -> Table:
         t.add_column(col, justify="left" if col == "metric" else "right")
     rows = [
         ("prefill tok/s", ours.prefill_tok_s, ours.prefill_best_tok_s,
-         peer and peer["prefill_tok_s"], peer and peer["prefill_best_tok_s"], "prefill ours/llama.cpp"),
+         _peer_number(peer, "prefill_tok_s"), _peer_number(peer, "prefill_best_tok_s"), "prefill ours/llama.cpp"),
         ("decode tok/s", ours.decode_tok_s, ours.decode_best_tok_s,
-         peer and peer["decode_tok_s"], peer and peer["decode_best_tok_s"], "decode ours/llama.cpp"),
+         _peer_number(peer, "decode_tok_s"), _peer_number(peer, "decode_best_tok_s"), "decode ours/llama.cpp"),
     ]
     for label, om, ob, pm, pb, key in rows:
         v = by_name[key]

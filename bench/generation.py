@@ -27,7 +27,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -45,7 +45,7 @@ from reference_model.constraints import (
     compile_constraint,
     compile_response_format,
 )
-from reference_model.engine import Engine
+from reference_model.engine import Engine, SeqId
 from reference_model.generation import BatchGenerator, Finished, GenerationRequest, TokenEvent
 from reference_model.sampling import SamplingParams
 from reference_model.tokenizer import Tokenizer
@@ -109,31 +109,34 @@ def _timed_masks(prefetch: bool) -> Iterator[None]:
         finally:
             _STALLS.append(time.perf_counter() - start)
 
-    Constraint.allowed_mask = timed  # type: ignore[method-assign]
+    # The bench swaps methods on the class for the duration of a run (and restores them after):
+    # mypy forbids assigning to a method, so each swap is marked.
+    Constraint.allowed_mask = timed  # type: ignore[method-assign]  # timing wrapper, restored below
     if not prefetch:
-        Constraint.prefetch = lambda self: None  # type: ignore[method-assign]
+        Constraint.prefetch = lambda self: None  # type: ignore[method-assign]  # the no-prefetch mode
     try:
         yield
     finally:
-        Constraint.allowed_mask, Constraint.prefetch = original_mask, original_prefetch  # type: ignore[method-assign]
+        Constraint.allowed_mask = original_mask  # type: ignore[method-assign]  # restore the class's method
+        Constraint.prefetch = original_prefetch  # type: ignore[method-assign]  # restore the class's method
 
 
 def decode_once(engine: Engine, tokenizer: Tokenizer, prompt: tuple[int, ...], compiled: CompiledGrammar | None,
                 tokens: int, prefetch: bool = True) -> Run:
     """Decode one request of `tokens` tokens, timing each step."""
-    params = SamplingParams(temperature=0.0, max_tokens=tokens, logit_bias={tokenizer.eos_id: -100.0})
+    params = SamplingParams(temperature=0.0, max_tokens=tokens, logit_bias=((tokenizer.eos_id, -100.0),))
     gen = BatchGenerator(engine, tokenizer, max_batch=1)
     forward: list[float] = []
     original_step = engine.step
 
-    def timed_step(tokens):  # type: ignore[no-untyped-def]
+    def timed_step(tokens: Mapping[SeqId, int]) -> dict[SeqId, np.ndarray]:
         start = time.perf_counter()
         try:
             return original_step(tokens)
         finally:
             forward.append(time.perf_counter() - start)
 
-    engine.step = timed_step  # type: ignore[method-assign]
+    engine.step = timed_step  # type: ignore[method-assign]  # timing wrapper on this instance; `del` restores
     _STALLS.clear()
     with _timed_masks(prefetch):
         rid = gen.add(GenerationRequest(prompt, params, compiled))
@@ -168,6 +171,19 @@ def _ms(values: list[float], q: float) -> float:
     return float(np.quantile(np.array(values), q) * 1000.0)
 
 
+def _forward_s(run: Run) -> float:
+    return run.forward_s
+
+
+def _loop_s(run: Run) -> float:
+    return run.loop_s
+
+
+def _per_token(runs: list[Run], seconds: Callable[[Run], float]) -> float:
+    """Median over runs of a time in seconds per decoded token after the first."""
+    return statistics.median(seconds(r) / (r.tokens - 1) for r in runs)
+
+
 def measure(threads: int | None, tokens: int, repeats: int) -> list[ModeResult]:
     """Run every mode `repeats` times, interleaved; medians and ratios to unconstrained."""
     from reference_model.prepared import prepare
@@ -190,9 +206,8 @@ def measure(threads: int | None, tokens: int, repeats: int) -> list[ModeResult]:
             runs[mode].append(decode_once(engine, tokenizer, prompt, compiled, tokens,
                                           prefetch=not mode.endswith("no prefetch")))
     base = statistics.median(r.tok_s for r in runs["unconstrained"])
-    per_token = lambda runs_, attr: statistics.median(getattr(r, attr) / (r.tokens - 1) for r in runs_)
     forward_all = statistics.median(r.forward_s / (r.tokens - 1) for rs in runs.values() for r in rs)
-    base_loop = per_token(runs["unconstrained"], "loop_s")
+    base_loop = _per_token(runs["unconstrained"], _loop_s)
     results = []
     for mode, compiled in grammars.items():
         rates = [r.tok_s for r in runs[mode]]
@@ -202,8 +217,8 @@ def measure(threads: int | None, tokens: int, repeats: int) -> list[ModeResult]:
             stalls = [s for r in runs[mode] for s in r.stalls]
         results.append(ModeResult(
             mode=mode, tok_s=statistics.median(rates), ratio=statistics.median(rates) / base, runs_tok_s=rates,
-            forward_ms=per_token(runs[mode], "forward_s") * 1000, loop_ms=per_token(runs[mode], "loop_s") * 1000,
-            ratio_from_loop=(forward_all + base_loop) / (forward_all + per_token(runs[mode], "loop_s")),
+            forward_ms=_per_token(runs[mode], _forward_s) * 1000, loop_ms=_per_token(runs[mode], _loop_s) * 1000,
+            ratio_from_loop=(forward_all + base_loop) / (forward_all + _per_token(runs[mode], _loop_s)),
             tokens=runs[mode][0].tokens,
             mask_compute_ms_median=_ms(compute, 0.5) if compute else None,
             mask_compute_ms_p90=_ms(compute, 0.9) if compute else None,

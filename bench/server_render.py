@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from bench.server_stats import LevelSummary, ServerRecord
@@ -51,8 +51,10 @@ def _tokens(s: LevelSummary | None) -> str:
 def level_table(streams: int, ours: LevelSummary | None, peer: LevelSummary | None) -> Table:
     """Every figure of one level, ours beside llama.cpp's, with ours/llama.cpp."""
     table = Table(title=f"{streams} concurrent stream{'s' if streams != 1 else ''}", title_justify="left")
-    for header, justify in (("metric", "left"), ("ours", "right"), ("llama.cpp", "right"), ("ours/llama.cpp", "right")):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("metric", "left"), ("ours", "right"), ("llama.cpp", "right"), ("ours/llama.cpp", "right"))
+    for header, justify in columns:
+        table.add_column(header, justify=justify)
     for label, read, scale, fmt in METRICS:
         a = read(ours) if ours else None
         b = read(peer) if peer else None

@@ -89,7 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `model` subcommand group (prepare, info)."""
     parser = subparsers.add_parser(
         "model", help="prepare and inspect the reference model",
@@ -98,7 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(default ~/.cache/chatconform). `serve` and `check` prepare it on first use; these actions "
                     "do it explicitly and show the cache.")
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    def show_help(args: argparse.Namespace) -> int:
+        """`chatconform model` without an action: the group's help, exit status 2."""
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=show_help)
 
     prep = sub.add_parser(
         "prepare", help="fetch, verify and convert the model to ONNX (cached)",

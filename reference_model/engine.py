@@ -22,12 +22,12 @@ import mmap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NewType, Protocol
+from typing import NewType, Protocol, TypedDict, Unpack
 
 import numpy as np
 
 from reference_model.config import ModelConfig
-from reference_model.engine_session import EngineError, open_session
+from reference_model.engine_session import EngineError, IoBinding, open_session
 from reference_model.errors import ContextLengthError
 
 SeqId = NewType("SeqId", int)
@@ -106,7 +106,7 @@ class Engine:
         self.provider = choice.provider
         # One IO binding per slot range (first slot, batch) used so far: the cache buffers stay
         # bound; each pass rebinds only the small inputs and the logits.
-        self._bindings: dict[tuple[int, int], object] = {}
+        self._bindings: dict[tuple[int, int], IoBinding] = {}
         c = self.config
         shape = (max_batch, c.n_kv_heads, limit, c.head_dim)
         kv = _lazy_zeros((2, c.n_layers, *shape))
@@ -276,8 +276,9 @@ class Engine:
                 arr[b, :, :used] = tmp
         self._owner[a], self._owner[b] = self._owner[b], self._owner[a]
         for slot in (a, b):
-            if self._owner[slot] is not None:
-                self._seqs[self._owner[slot]].slot = slot
+            owner = self._owner[slot]
+            if owner is not None:
+                self._seqs[owner].slot = slot
 
     def _move(self, src: int, dst: int) -> None:
         """Move the sequence in slot src to the free slot dst."""
@@ -286,6 +287,7 @@ class Engine:
             for arr in arrays:
                 arr[dst, :, :used] = arr[src, :, :used]
         seq = self._owner[src]
+        assert seq is not None, f"slot {src} holds no sequence to move"
         self._owner[dst], self._owner[src] = seq, None
         self._seqs[seq].slot = dst
 
@@ -320,12 +322,24 @@ class Engine:
                 prompt_tokens=tokens, limit=self.context_length)
 
 
-def open_engine(weights: str = "int4", *, progress: bool = False, **options: object) -> Engine:
+class EngineOptions(TypedDict, total=False):
+    """Engine's keyword arguments, as `open_engine` passes them on."""
+
+    device: str
+    threads: int | None
+    max_batch: int
+    max_context: int | None
+    prefill_chunk: int
+    spin: bool
+    min_fused_batch: int
+
+
+def open_engine(weights: str = "int4", *, progress: bool = False, **options: Unpack[EngineOptions]) -> Engine:
     """An engine on the real model in `weights` format, preparing (fetching, converting) it on first use.
 
     `options` are Engine's keyword arguments (device, threads, max_batch, max_context, prefill_chunk,
-    spin).
+    spin, min_fused_batch).
     """
     from reference_model.prepared import prepare
 
-    return Engine(prepare(weights, progress=progress), **options)  # type: ignore[arg-type]
+    return Engine(prepare(weights, progress=progress), **options)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from reference_model.errors import ReferenceModelError
 
@@ -14,11 +18,44 @@ class EngineError(ReferenceModelError):
     """The engine was misused (unknown sequence, no free slot, bad token id) or could not start."""
 
 
+# onnxruntime ships no type information: these protocols state the part of its API this package uses.
+
+
+class IoBinding(Protocol):
+    """An `onnxruntime.IOBinding`: inputs and outputs bound to buffers, for `run_with_iobinding`."""
+
+    def bind_input(self, name: str, device_type: str, device_id: int, element_type: type[np.generic],
+                   shape: Sequence[int], buffer_ptr: int) -> None: ...
+
+    def bind_output(self, name: str, device_type: str, device_id: int, element_type: type[np.generic],
+                    shape: Sequence[int], buffer_ptr: int) -> None: ...
+
+    def bind_cpu_input(self, name: str, arr_on_cpu: np.ndarray) -> None: ...
+
+
+class OrtSessionOptions(Protocol):
+    """An `onnxruntime.SessionOptions`, as read back from a session."""
+
+    def get_session_config_entry(self, config_key: str) -> str: ...
+
+
+class OrtSession(Protocol):
+    """An `onnxruntime.InferenceSession`."""
+
+    def io_binding(self) -> IoBinding: ...
+
+    def run_with_iobinding(self, iobinding: IoBinding) -> None: ...
+
+    def get_providers(self) -> list[str]: ...
+
+    def get_session_options(self) -> OrtSessionOptions: ...
+
+
 @dataclass(frozen=True)
 class SessionChoice:
     """The opened session and the provider that actually runs it."""
 
-    session: object  # onnxruntime.InferenceSession
+    session: OrtSession
     provider: str  # "CPUExecutionProvider" or "CUDAExecutionProvider"
 
 

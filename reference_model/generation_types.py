@@ -59,10 +59,10 @@ class GenerationRequest:
     constraint: CompiledGrammar | None = None  # constraints.compile_constraint(...)
 
     def __post_init__(self) -> None:
-        ids = self.prompt_ids
-        if isinstance(ids, str | bytes) or not hasattr(ids, "__iter__"):
-            raise GenerationRequestError("prompt_ids", "a sequence of token ids", ids)
-        ids = tuple(ids)
+        raw: object = self.prompt_ids  # callers may pass any sequence: checked and normalised here
+        if isinstance(raw, str | bytes) or not hasattr(raw, "__iter__"):
+            raise GenerationRequestError("prompt_ids", "a sequence of token ids", raw)
+        ids = tuple(raw)
         if not ids:
             raise GenerationRequestError("prompt_ids", "a non-empty sequence of token ids", [])
         for t in ids:
@@ -76,12 +76,24 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """What a token adds to tool call `index`: the call's first delta has its id and name, later ones neither."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str  # the next fragment of the arguments' JSON text (may be "")
+
+
+@dataclass(frozen=True)
 class TokenEvent:
     """One generated token, in order, with the content it releases (may be "") and its logprob entry."""
 
     token_id: int
     text: str  # concatenation of all TokenEvent.text + Finished.text == final content
     logprob: TokenLogprob | None  # when params.logprobs; its text equals `text`
+    # Tool-call output: what this token completed of the calls (their fragments concatenate to the calls).
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,8 @@ class Finished:
     text: str  # trailing content not carried by a token event ("" when none)
     prompt_tokens: int
     completion_tokens: int  # token events emitted; the end-of-turn token is not counted
-    tool_calls: tuple[ToolCallOut, ...]  # empty unless reason is tool_calls (content is then "")
+    # Every call begun (content is then ""): reason tool_calls, or length with the last call's arguments cut.
+    tool_calls: tuple[ToolCallOut, ...]
     seed: int  # the seed actually used
     content: str = ""  # the whole final content (the concatenation described above), for convenience
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from reference_model.errors import WeightsError
 from reference_model.weights import GGUF_SHA256, MODEL_NAME, ensure_gguf, gguf_cache_path, read_manifest, sha256_file
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,13 @@ class GGUFInfo:
 
 
 @functools.lru_cache(maxsize=4)
-def _open_reader(path: Path, size: int, mtime_ns: int) -> Any:
+def _open_reader(path: Path, size: int, mtime_ns: int) -> GGUFReader:
     from gguf import GGUFReader  # heavy import, only when asked
 
     return GGUFReader(path)
 
 
-def open_gguf(path: str | Path) -> Any:
+def open_gguf(path: str | Path) -> GGUFReader:
     """A `gguf.GGUFReader` for `path`, shared per process (parsing the metadata takes ~2 s).
 
     Keyed by size and mtime so a replaced file is read again. Raises WeightsError on unreadable files.

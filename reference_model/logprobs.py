@@ -31,7 +31,8 @@ def log_softmax(scores: np.ndarray) -> np.ndarray:
     """Natural-log probabilities float64 [vocab] of finite scores float [vocab]."""
     row = np.asarray(scores, dtype=np.float64)
     shifted = row - np.max(row)
-    return shifted - np.log(np.sum(np.exp(shifted)))
+    log_total: np.float64 = np.log(np.sum(np.exp(shifted)))  # numpy types the sum of an array as Any
+    return shifted - log_total
 
 
 def top_alternatives(logprobs: np.ndarray, k: int) -> tuple[tuple[int, float], ...]:

@@ -149,8 +149,8 @@ def find_prepared(weights: str = "int4", *, verify: bool = False,
     return PreparedModel(directory, manifest)
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) then rename tmp onto target (same directory), fsyncing the file."""
+def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """Call write(tmp) (its result is ignored) then rename tmp onto target (same directory), fsyncing the file."""
     tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
     try:
         write(tmp)

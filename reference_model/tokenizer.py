@@ -18,11 +18,15 @@ import threading
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tokenizers
 from tokenizers import AddedToken, decoders, models, pre_tokenizers
 
 from reference_model.errors import TokenizerError, WeightsError
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
 
 # GGUF token_type values (llama.cpp's llama_token_type).
 TOKEN_TYPE_NORMAL = 1
@@ -54,8 +58,8 @@ def unicode_to_byte() -> dict[str, int]:
     return {ch: b for b, ch in byte_to_unicode().items()}
 
 
-def _field_strings(reader: object, key: str, path: Path) -> list[str]:
-    field = reader.fields.get(key)  # type: ignore[attr-defined]
+def _field_strings(reader: GGUFReader, key: str, path: Path) -> list[str]:
+    field = reader.fields.get(key)
     if field is None:
         raise TokenizerError(f"GGUF {path} has no metadata key {key!r}; cannot build the tokenizer")
     # Each array element is one part of the field; decoding the parts directly avoids the
@@ -63,8 +67,8 @@ def _field_strings(reader: object, key: str, path: Path) -> list[str]:
     return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
 
 
-def _field_scalar(reader: object, key: str) -> int | str | None:
-    field = reader.fields.get(key)  # type: ignore[attr-defined]
+def _field_scalar(reader: GGUFReader, key: str) -> int | str | None:
+    field = reader.fields.get(key)
     return None if field is None else field.contents()
 
 

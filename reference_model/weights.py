@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from reference_model.errors import WeightsError
 
@@ -222,7 +222,7 @@ class _Progress:
             self._progress.console.print(message)
 
 
-def _copy_hashing(src: BinaryIO, dst: BinaryIO, advance: Callable[[int], None] | None) -> str:
+def _copy_hashing(src: IO[bytes], dst: BinaryIO, advance: Callable[[int], None] | None) -> str:
     digest = hashlib.sha256()
     while chunk := src.read(_CHUNK):
         digest.update(chunk)
@@ -232,7 +232,7 @@ def _copy_hashing(src: BinaryIO, dst: BinaryIO, advance: Callable[[int], None] |
     return digest.hexdigest()
 
 
-def _install_from_stream(src: BinaryIO, size: int, target: Path, origin: str, bar: _Progress) -> None:
+def _install_from_stream(src: IO[bytes], size: int, target: Path, origin: str, bar: _Progress) -> None:
     """Copy a GGUF stream into a temp file beside `target`, verify its hash, fsync and rename."""
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".gguf", dir=target.parent)
     try:

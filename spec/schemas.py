@@ -70,14 +70,16 @@ def schema_name(kind_or_name: str) -> str:
 
 def schema(kind_or_name: str) -> dict[str, Any]:
     """Return a deep copy of a component schema (its `$ref`s still point into the document)."""
-    return resolve(schema_pointer(schema_name(kind_or_name)))
+    component: dict[str, Any] = resolve(schema_pointer(schema_name(kind_or_name)))
+    return component
 
 
 @functools.cache
 def _registry() -> Registry:
     """The document registered once under DOCUMENT_URI, so `#/components/...` refs resolve."""
     resource = Resource.from_contents(shared_document(), default_specification=DRAFT202012)
-    return Registry().with_resource(DOCUMENT_URI, resource)
+    registry: Registry = Registry().with_resource(DOCUMENT_URI, resource)  # with_resource is not annotated
+    return registry
 
 
 def _root_ref(name: str) -> str:

@@ -83,8 +83,17 @@ def absolute_pointer(root_ref: str, document: dict[str, Any], schema_path: Seque
             pointer = ref.split("#", 1)[1] if "#" in ref else ""
             node = resolve_in(document, pointer)
         pointer += "/" + escape_token(key)
-        node = node[key] if isinstance(node, (dict, list)) else None
+        node = _child(node, key)
     return "#" + pointer
+
+
+def _child(node: Any, key: str | int) -> Any:
+    """The node under `key`; None past a scalar, or past a list for a key that is not an index."""
+    if isinstance(node, dict):
+        return node[key]
+    if isinstance(node, list) and isinstance(key, int):
+        return node[key]
+    return None
 
 
 def _branches(error: ValidationError) -> dict[int, list[ValidationError]]:
@@ -140,7 +149,7 @@ def leaves(error: ValidationError, document: dict[str, Any]) -> list[ValidationE
     return [leaf for sub in groups[chosen] for leaf in leaves(sub, document)]
 
 
-def _rank(error: ValidationError) -> tuple:
+def _rank(error: ValidationError) -> tuple[bool, tuple[tuple[int, int, str], ...], int, str]:
     """Sort key: specific keywords before oneOf/anyOf, then instance order, then fewer branch hops."""
     hops = sum(1 for key in error.absolute_schema_path if key in WEAK)
     where = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in error.absolute_path)
@@ -176,7 +185,8 @@ def _message(error: ValidationError) -> str:
         if kinds:
             return f"{short(value)} is not of type {' or '.join(kinds)}"
         return f"{short(value)} matches none of the allowed shapes"
-    return error.message
+    message: str = error.message
+    return message
 
 
 def _branch_types(error: ValidationError) -> list[str]:

@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.peer.model_files import GOLDEN_DIR as DATA_DIR
 
@@ -24,12 +25,13 @@ class Divergence:
     max_logit_diff_in_prefix: float
 
 
-def _margin(step: dict) -> float:
+def _margin(step: dict[str, Any]) -> float:
     """Return top-1 minus top-2 raw logit of one step."""
-    return step["top"][0][1] - step["top"][1][1]
+    top: list[list[float]] = step["top"]  # [[token_id, raw_logit, logprob], ...]
+    return top[0][1] - top[1][1]
 
 
-def compare(f32: dict, q4: dict) -> list[Divergence]:
+def compare(f32: dict[str, Any], q4: dict[str, Any]) -> list[Divergence]:
     """Return one Divergence per case, matching cases by name."""
     q4_cases = {case["name"]: case for case in q4["cases"]}
     found = []

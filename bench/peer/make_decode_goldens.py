@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
+from typing import TypedDict
 
 import llama_cpp
 import numpy as np
@@ -31,6 +32,15 @@ DATA_DIR = GOLDEN_DIR
 GENERATOR = "bench/peer/make_decode_goldens.py"
 N_STEPS = 64
 TOP_K = 10
+
+
+class PromptCase(TypedDict):
+    """One conversation, rendered to ChatML and tokenized by llama.cpp."""
+
+    name: str
+    messages: list[dict[str, str]]
+    prompt_text: str
+    prompt_ids: list[int]
 
 
 def top_entries(logits: np.ndarray, k: int) -> list[list[float | int]]:
@@ -60,14 +70,14 @@ def greedy_steps(gguf_path: Path, prompt_ids: list[int], config: PeerConfig) -> 
         llm.close()
 
 
-def prompt_case(template: str, vocab_llm: llama_cpp.Llama, prompt: DecodePrompt) -> dict[str, object]:
+def prompt_case(template: str, vocab_llm: llama_cpp.Llama, prompt: DecodePrompt) -> PromptCase:
     """Render one conversation to ChatML and tokenize it with control tokens parsed."""
     text = render_chatml(template, prompt.messages, add_generation_prompt=True)
     return {"name": prompt.name, "messages": prompt.messages, "prompt_text": text,
             "prompt_ids": tokenize(vocab_llm, text, special=True)}
 
 
-def run_goldens(model_path: Path, weights: str, prompts: list[dict[str, object]], config: PeerConfig,
+def run_goldens(model_path: Path, weights: str, prompts: list[PromptCase], config: PeerConfig,
                 output: Path) -> None:
     """Decode every prompt on `model_path` and write the golden file for `weights`."""
     cases = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypedDict
 
 from bench.peer.chat_prompt import control_token_texts
 from bench.peer.golden_json import write_golden
@@ -15,11 +16,20 @@ DEFAULT_OUTPUT = GOLDEN_DIR / "tokenizer_golden.json"
 GENERATOR = "bench/peer/make_tokenizer_golden.py"
 
 
-def golden_cases(gguf_path: Path) -> list[dict[str, object]]:
+class GoldenCase(TypedDict):
+    """One corpus text and the ids llama.cpp tokenizes it to."""
+
+    name: str
+    text: str
+    special: bool
+    ids: list[int]
+
+
+def golden_cases(gguf_path: Path) -> list[GoldenCase]:
     """Return [{name, text, special, ids}] for every corpus case, tokenized by llama.cpp."""
     controls = control_token_texts(gguf_path)
     llm = load_vocab(gguf_path)
-    cases = []
+    cases: list[GoldenCase] = []
     for case in corpus_cases(controls):
         ids = tokenize(llm, case.text, case.special)
         cases.append({"name": case.name, "text": case.text, "special": case.special, "ids": ids})
@@ -27,7 +37,7 @@ def golden_cases(gguf_path: Path) -> list[dict[str, object]]:
     return cases
 
 
-def _check_control_tokens(cases: list[dict[str, object]], count: int) -> None:
+def _check_control_tokens(cases: list[GoldenCase], count: int) -> None:
     """Fail loudly if llama.cpp did not parse (special) or split (plain) a control token's text."""
     by_name = {case["name"]: case["ids"] for case in cases}
     for token_id in range(count):

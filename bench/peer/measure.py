@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def measure(gguf_path: Path, n_threads: int = 2, spec: MeasureSpec = MeasureSpec
     return PeerMeasurement(**json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def positive_int(name: str):
+def positive_int(name: str) -> Callable[[str], int]:
     """Return an argparse type that accepts positive integers, naming `name` in errors."""
     def parse(text: str) -> int:
         try:

@@ -48,7 +48,8 @@ def measurement_prompt(llm: llama_cpp.Llama, gguf_path: Path, n_tokens: int) -> 
 def _llama_rate(llm: llama_cpp.Llama, batched: bool) -> float:
     """Return llama.cpp's own tokens/s since the last perf reset (prompt or one-token evals)."""
     perf = llama_cpp.llama_perf_context(llm.ctx)
-    count, millis = (perf.n_p_eval, perf.t_p_eval_ms) if batched else (perf.n_eval, perf.t_eval_ms)
+    count: int = perf.n_p_eval if batched else perf.n_eval
+    millis: float = perf.t_p_eval_ms if batched else perf.t_eval_ms
     if millis <= 0:
         raise RuntimeError(f"llama.cpp perf counters recorded no time for {count} tokens")
     return 1000.0 * count / millis

@@ -46,6 +46,8 @@ from reference_model.convert.weights_model import ModelWeights
 from reference_model.formats import WEIGHT_FORMATS
 
 MS = "com.microsoft"
+# The node attributes this graph sets: ints (axis, K, N, to, ...) and floats (epsilon, scale).
+AttrValue = int | float
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,15 @@ def rotary_tables(config: ModelConfig, positions: int) -> tuple[np.ndarray, np.n
     return np.cos(angles), np.sin(angles)
 
 
+def _make_node(op: str, inputs: list[str], outputs: list[str], name: str, domain: str,
+               attrs: dict[str, AttrValue]) -> onnx.NodeProto:
+    """`helper.make_node`, with the attributes added apart (sorted by name, as make_node does):
+    passed as its keywords, an attribute could land in its `doc_string` or `overload` parameter."""
+    node = helper.make_node(op, inputs, outputs, name=name, domain=domain)
+    node.attribute.extend(helper.make_attribute(key, value) for key, value in sorted(attrs.items()))
+    return node
+
+
 class _Builder:
     """Accumulates nodes and initializers; one method per building block."""
 
@@ -98,14 +109,14 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: object) -> list[str]:
+    def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs: AttrValue) -> list[str]:
         outs = [self.name(f"{op}_out") for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op, inputs, outs, name=self.name(op), domain=domain, **attrs))
+        self.nodes.append(_make_node(op, inputs, outs, self.name(op), domain, attrs))
         return outs
 
     def node_named(self, op: str, inputs: list[str], outputs: list[str], domain: str = "",
-                   **attrs: object) -> None:
-        self.nodes.append(helper.make_node(op, inputs, outputs, name=self.name(op), domain=domain, **attrs))
+                   **attrs: AttrValue) -> None:
+        self.nodes.append(_make_node(op, inputs, outputs, self.name(op), domain, attrs))
 
     def linear(self, x: str, mat: Q4_1Matrix, prefix: str) -> str:
         """y [B, S, N] = x [B, S, K] @ W.T for W = mat [N, K]."""
@@ -213,7 +224,7 @@ def build_graph(weights: ModelWeights, options: GraphOptions = GraphOptions()) -
                                   b.init("vocab_dim", np.array([c.vocab_size], np.int64))], axis=0)[0]
     b.node_named("Reshape", [logits2d, out_shape], ["logits"])
 
-    kv_shape = ["batch", c.n_kv_heads, "max_seq", c.head_dim]
+    kv_shape: list[str | int] = ["batch", c.n_kv_heads, "max_seq", c.head_dim]
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
