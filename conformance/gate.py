@@ -60,12 +60,17 @@ def gate(doc: dict[str, Any], expected: frozenset[str] = frozenset(), strict: bo
     result = GateResult(EXIT_OK)
     ran = 0
     verdicts = {c["id"]: c["verdict"] for c in doc["clauses"]}
+    levels = {c["id"]: c["level"] for c in doc["clauses"]}
     for clause in doc["clauses"]:
         verdict, cid = clause["verdict"], clause["id"]
         if verdict == "NOT_EXERCISED" and required(clause["level"], strict):
             result.not_exercised.append(cid)
-            root_verdict = verdicts.get(clause.get("root") or "")
-            if root_verdict not in BREAKING and not (strict and root_verdict == "WARN") and cid not in expected:
+            root = clause.get("root") or ""
+            root_verdict = verdicts.get(root)
+            # a root that breaks no gate (a MAY clause, or a WARN without --strict) holds nothing red either
+            root_gates = required(levels.get(root, "MAY"), strict) and (
+                root_verdict in BREAKING or (strict and root_verdict == "WARN"))
+            if not root_gates and cid not in expected:
                 result.orphaned.append(cid)  # nothing else holds the gate red for it
         ran += sum(1 for c in clause["checks"] if c.get("nodeid") and c["verdict"] != "SKIPPED")
         if verdict == "ERROR":

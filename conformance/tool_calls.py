@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from conformance.client import Exchange, Target
-from conformance.verdicts import Fail, require
+from conformance.verdicts import Fail, need, require
 
 FRESH = {"x-use-cache": "false"}
 PROMPT = "Weather in Paris?"
@@ -37,6 +37,22 @@ TIME = {"type": "function", "function": {
 TOOLS = [WEATHER, TIME]
 SCHEMAS = {"weather": WEATHER_SCHEMA, "time": TIME_SCHEMA}
 DESCRIPTIONS = {"weather": "Weather.", "time": "Time."}
+
+
+# The assistant turn of a hand-built tool-result conversation: a fixed call, so that the follow-up
+# request does not depend on the target's own tool calls (judged by their own clauses).
+FIXED_CALL = {"id": "call_chatconform_1", "type": "function",
+              "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
+ABSENT = object()  # tool_result_turn(content=ABSENT): the assistant message has no content key
+
+
+def tool_result_turn(content: Any = None) -> list[dict[str, Any]]:
+    """user, assistant (FIXED_CALL and the given content, or none with ABSENT), tool result for that call."""
+    assistant: dict[str, Any] = {"role": "assistant", "tool_calls": [FIXED_CALL]}
+    if content is not ABSENT:
+        assistant["content"] = content
+    return [{"role": "user", "content": PROMPT}, assistant,
+            {"role": "tool", "tool_call_id": FIXED_CALL["id"], "content": '{"temperature": 18, "sky": "clear"}'}]
 
 
 def tool_named(name: str) -> dict[str, Any]:
@@ -100,3 +116,25 @@ def call_arguments(ex: Exchange, call: dict[str, Any]) -> dict[str, Any]:
         raise Fail(f"function.arguments is not JSON: {exc}", actual=raw, exchanges=ex) from None
     require(isinstance(value, dict), "function.arguments must hold a JSON object", actual=raw, exchanges=ex)
     return value
+
+
+def observed_calls(ex: Exchange, root: str, what: str) -> list[dict[str, Any]]:
+    """The tool calls (objects) of a response a check needs: NotExercised (root) unless it is 200 with calls."""
+    body = ex.json if ex.status == 200 else None
+    need(isinstance(body, dict), f"a 200 answer to {what}", root=root, actual=f"{ex.status} {ex.body_text[:200]}",
+         exchanges=ex)
+    choices = body.get("choices") if isinstance(body.get("choices"), list) else []
+    calls = [c for choice in choices if isinstance(choice, dict) for c in choice_calls(choice) if isinstance(c, dict)]
+    need(bool(calls), f"a tool call in the answer to {what}", root=root, actual=choices, exchanges=ex)
+    return calls
+
+
+def parsed_arguments(call: dict[str, Any]) -> Any:
+    """function.arguments parsed as JSON, or None when it is not a string holding JSON."""
+    raw = (call.get("function") or {}).get("arguments")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None

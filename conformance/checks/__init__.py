@@ -7,7 +7,10 @@ Writing a check:
 - decorate it with `@clause("<id>")` (conformance.registry); its docstring is the clause's requirement;
 - use the fixtures of conftest.py: `target` (conformance.client.Target), `suite_config`, `schemas`,
   `validate(kind, body, exchanges)`, `dialect`, and the session samples `responses` / `streams`
-  (conformance.samples.Sample: label, body, exchange) that several checks inspect;
+  (conformance.samples.SampleSet of Sample: label, body, exchange, root) that several checks inspect:
+  iterate `judged()`, which raises NotExercised for a lost sample once the accepted ones are judged;
+- what a check must observe before judging its rule goes through `need(...)` (NotExercised naming
+  the root clause that judges it), never through Fail;
 - pass by returning; raise `Fail` (target breaks the clause), `Unsupported` (clear 4xx refusal),
   `Ignored` (accepted, no effect) or `NotApplicable` (cannot be observed here), always with the
   exchanges as evidence. The plugin maps them, with the clause level and --strict, to verdicts:

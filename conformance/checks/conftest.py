@@ -9,9 +9,9 @@ import pytest
 
 from conformance.client import Target
 from conformance.config import SuiteConfig
-from conformance.samples import WEATHER_TOOL, Sample
+from conformance.samples import SampleSet, collect
+from conformance.tool_calls import WEATHER, tool_body
 from conformance.validation import validate_body
-from conformance.verdicts import Fail
 from spec import schemas as spec_schemas
 
 
@@ -49,54 +49,44 @@ def dialect(suite_config: SuiteConfig) -> str:
     return suite_config.dialect
 
 
-@pytest.fixture(scope="session")
-def responses(target: Target) -> list[Sample]:
-    """Varied non-streaming 200 responses (plain, system prompt, length-capped, n=2, tool call, early stop).
+# A prompt no model answers within 4 tokens: both choices of the n 2 samples end by max_tokens.
+LONG_STORY = [{"role": "user", "content": "Write a long story about a cat."}]
 
-    Requests the target refuses are left out (their own clauses judge the refusal); a target that
-    refuses the plain request fails every check that uses this fixture.
+
+@pytest.fixture(scope="session")
+def responses(target: Target) -> SampleSet:
+    """Varied non-streaming responses (plain, system prompt, length-capped, early stop, n 2, tool call), answered or not.
+
+    Each sample names the clause that judges whether its request is accepted; checks judge the
+    accepted samples and report a lost one as not exercised (see conformance.samples).
     """
+    accepted = "request.messages.accepted"
     plan = [
-        ("plain", target.body(max_tokens=8)),
+        ("plain", target.body(max_tokens=8), accepted),
         ("system", target.body(max_tokens=8, messages=[
             {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Name a colour."}])),
-        ("length-1", target.body(max_tokens=1)),
+            {"role": "user", "content": "Name a colour."}]), "message.system.accepted"),
+        ("length-1", target.body(max_tokens=1), accepted),
         ("short-answer", target.body(max_tokens=32, temperature=0, messages=[
-            {"role": "user", "content": "Reply with just the word yes."}])),
-        ("n-2", target.body(max_tokens=4, n=2, seed=7)),
-        ("tool-call", target.body(max_tokens=48, tools=[WEATHER_TOOL], tool_choice="required", messages=[
-            {"role": "user", "content": "What is the weather in Paris?"}])),
+            {"role": "user", "content": "Reply with just the word yes."}]), accepted),
+        ("n-2", target.body(max_tokens=4, n=2, seed=7, messages=LONG_STORY), "request.n.multiple"),
+        ("tool-call", tool_body(target, tools=[WEATHER], tool_choice="required"), "tools.choice.required"),
     ]
-    samples = []
-    answers = target.many(lambda body=body: target.chat(body) for _, body in plan)
-    for (label, body), ex in zip(plan, answers, strict=True):
-        if label == "plain" and ex.status != 200:
-            raise Fail(f"the plain request was not answered 200 (got {ex.status}); response checks cannot run",
-                       expected=200, actual=ex.status, exchanges=ex)
-        if ex.status == 200 and isinstance(ex.json, dict):
-            samples.append(Sample(label, body, ex))
-    return samples
+    return collect(target, plan, stream=False, refusable=("n-2",))
 
 
 @pytest.fixture(scope="session")
-def streams(target: Target) -> list[Sample]:
-    """Varied streams (plain, with include_usage, length-capped, n=2 when accepted) read once per session."""
+def streams(target: Target) -> SampleSet:
+    """Varied streams (plain, with include_usage, length-capped, early stop, n 2), answered or not, read once per session."""
+    accepted = "stream.content-type.event-stream"
+    usage = {"include_usage": True}
     plan = [
-        ("plain", target.body(max_tokens=12, stream=True)),
-        ("usage", target.body(max_tokens=12, stream=True, stream_options={"include_usage": True})),
-        ("length-1", target.body(max_tokens=1, stream=True, stream_options={"include_usage": True})),
+        ("plain", target.body(max_tokens=12, stream=True), accepted),
+        ("usage", target.body(max_tokens=12, stream=True, stream_options=usage), accepted),
+        ("length-1", target.body(max_tokens=1, stream=True, stream_options=usage), accepted),
         ("short-answer", target.body(max_tokens=32, temperature=0, stream=True, messages=[
-            {"role": "user", "content": "Reply with just the word yes."}])),
-        ("n-2", target.body(max_tokens=4, n=2, seed=7, stream=True, stream_options={"include_usage": True})),
+            {"role": "user", "content": "Reply with just the word yes."}]), accepted),
+        ("n-2", target.body(max_tokens=4, n=2, seed=7, stream=True, stream_options=usage, messages=LONG_STORY),
+         "request.n.multiple"),
     ]
-    samples = []
-    answers = target.many(lambda body=body: target.chat_stream(body) for _, body in plan)
-    for (label, body), ex in zip(plan, answers, strict=True):
-        if label == "plain" and ex.status != 200:
-            raise Fail(f"the plain stream request was not answered 200 (got {ex.status}); stream checks cannot run",
-                       expected=200, actual=ex.status, exchanges=ex)
-        if ex.status == 200:
-            samples.append(Sample(label, body, ex))
-    return samples
-
+    return collect(target, plan, stream=True, refusable=("n-2",))

@@ -1,11 +1,12 @@
-"""Core checks: the request body, messages, the response body and usage (clause order of spec/clauses.yaml)."""
+"""Core checks: the request body and the response body (clause order of spec/clauses.yaml; messages: test_messages.py)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from conformance.client import Target
+from conformance.client import Exchange, StreamExchange, Target
 from conformance.expectations import (
     completion,
     first_content,
@@ -13,8 +14,17 @@ from conformance.expectations import (
     names_field,
 )
 from conformance.registry import clause
-from conformance.samples import Sample, bodies_and_chunks
-from conformance.verdicts import Fail, NotApplicable, Unsupported, require
+from conformance.samples import (
+    Deferred,
+    Sample,
+    SampleSet,
+    bodies_and_chunks,
+    first_choice_content,
+    need_answer,
+    require_accepted,
+    require_repeatable,
+)
+from conformance.verdicts import Fail, NotApplicable, Unsupported, need, require
 from spec import schemas
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
@@ -38,8 +48,9 @@ def _nullable_request_fields() -> list[str]:
 
 
 @clause("request.messages.accepted")
-def test_messages_accepted(target: Target, validate: Any) -> None:
+def test_messages_accepted(target: Target, responses: SampleSet) -> None:
     """A request whose messages hold one user message with string content is answered 200 with a chat completion."""
+    require_accepted(responses.rooted("request.messages.accepted"))
     ex = target.chat(target.body(max_tokens=8))
     body = completion(ex, "one user message")
     require(body.get("object") == "chat.completion" and isinstance(body.get("choices"), list),
@@ -59,7 +70,10 @@ def test_null_optional_fields(target: Target) -> None:
     require(with_nulls.status == 200, f"explicit nulls for {sorted(nulls)} were not accepted",
             expected=200, actual=f"{with_nulls.status} {with_nulls.body_text[:300]}", exchanges=with_nulls)
     without = target.chat(plain_body, headers={"x-use-cache": "false"})
+    need_answer(without, "the same request without the nulls", "request.messages.accepted")
     a, b = first_content(with_nulls, "explicit nulls"), first_content(without, "fields left out")
+    if a != b:
+        require_repeatable(target, plain_body, without, first_choice_content)
     require(a == b, "at temperature 0, explicit nulls changed the answer compared with leaving the fields out",
             expected=b, actual=a, exchanges=(with_nulls, without))
 
@@ -118,19 +132,35 @@ def test_n_default_one(target: Target) -> None:
                 expected=[0], actual=indices, exchanges=ex)
 
 
+def _n2_indices(ex: Exchange) -> Any:
+    """The choice indices of an answer to n 2 (in order), or of a stream (sorted, each once)."""
+    if isinstance(ex, StreamExchange):
+        return sorted({c.get("index") for chunk in ex.chunks for c in chunk.get("choices") or []
+                       if isinstance(c, dict)}, key=repr)
+    choices = completion(ex, "n 2").get("choices")
+    return [c.get("index") if isinstance(c, dict) else c for c in choices] if isinstance(choices, list) else choices
+
+
 @clause("request.n.multiple")
-def test_n_multiple(target: Target) -> None:
+def test_n_multiple(target: Target, responses: SampleSet, streams: SampleSet) -> None:
     """A request with n 2 yields two choices with indices 0 and 1, or is refused with a 4xx error naming n."""
     ex = target.chat(target.body(max_tokens=4, n=2))
-    if 400 <= ex.status < 500:
-        if names_field(ex.json, "n"):
-            raise Unsupported("n 2 refused with a 4xx naming n", exchanges=ex)
-        raise Fail("n 2 refused, but the error does not name n", expected="4xx naming n",
-                   actual=ex.body_text[:300], exchanges=ex)
-    choices = completion(ex, "n 2").get("choices")
-    indices = [c.get("index") for c in choices] if isinstance(choices, list) else choices
-    require(indices == [0, 1], "n 2: expected two choices with indices 0 and 1",
-            expected=[0, 1], actual=indices, exchanges=ex)
+    refusals = []
+    for what, answer in [("n 2", ex)] + [(f"the {s.label} {kind}", s.exchange) for kind, samples in
+                                         (("response", responses), ("stream", streams))
+                                         for s in samples.rooted("request.n.multiple")]:
+        if 400 <= answer.status < 500:
+            require(names_field(answer.json, "n"), f"{what}: refused, but the error does not name n",
+                    expected="4xx naming n", actual=answer.body_text[:300], exchanges=answer)
+            refusals.append(answer)
+            continue
+        require(answer.status == 200, f"{what}: expected 200 or a 4xx naming n, got {answer.status}",
+                expected=200, actual=f"{answer.status} {answer.body_text[:200]}", exchanges=answer)
+        indices = _n2_indices(answer)
+        require(indices == [0, 1], f"{what}: expected two choices with indices 0 and 1",
+                expected=[0, 1], actual=indices, exchanges=answer)
+    if refusals:
+        raise Unsupported("n 2 refused with a 4xx naming n", exchanges=refusals)
 
 
 @clause("request.reasoning-effort.accepted")
@@ -140,86 +170,30 @@ def test_reasoning_effort_accepted(target: Target) -> None:
         completion(target.chat(target.body(max_tokens=1, reasoning_effort=effort)), f"reasoning_effort {effort}")
 
 
-@clause("message.system.accepted")
-def test_system_accepted(target: Target) -> None:
-    """A system message before the user message is accepted and the request is answered 200."""
-    messages = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Say hello."}]
-    completion(target.chat(target.body(max_tokens=4, messages=messages)), "system + user")
-
-
-@clause("message.developer.accepted")
-def test_developer_accepted(target: Target) -> None:
-    """A message with role developer is accepted and treated as a system message."""
-    def ask(role: str) -> Any:
-        messages = [{"role": role, "content": "Answer every question with the word banana."},
-                    {"role": "user", "content": "What is your favourite fruit?"}]
-        ex = target.chat(target.body(max_tokens=12, temperature=0, seed=3, messages=messages),
-                         headers={"x-use-cache": "false"})
-        return ex, first_content(ex, f"{role} message")
-    dev, dev_text = ask("developer")
-    sys_, sys_text = ask("system")
-    require(dev_text == sys_text, "at temperature 0, a developer message gives a different answer than the same system message",
-            expected=sys_text, actual=dev_text, exchanges=(dev, sys_))
-
-
-@clause("message.user.parts-text")
-def test_user_text_parts(target: Target) -> None:
-    """A user message whose content is a list of text parts is accepted and answered 200."""
-    parts = [{"type": "text", "text": "Say"}, {"type": "text", "text": "hello."}]
-    completion(target.chat(target.body(max_tokens=4, messages=[{"role": "user", "content": parts}])), "text parts")
-
-
-@clause("message.user.parts-equivalent")
-def test_user_parts_equivalent(target: Target) -> None:
-    """At temperature 0, a user content of one text part yields the same content as the same text given as a string."""
-    text = "Name three animals."
-    as_part, as_string = target.many(
-        lambda content=content: target.chat(target.body(max_tokens=12, temperature=0, seed=5, messages=[
-            {"role": "user", "content": content}]), headers={"x-use-cache": "false"})
-        for content in ([{"type": "text", "text": text}], text))
-    a, b = first_content(as_part, "one text part"), first_content(as_string, "string content")
-    require(a == b, "one text part and the same string give different answers at temperature 0",
-            expected=b, actual=a, exchanges=(as_part, as_string))
-
-
-@clause("message.assistant.multi-turn")
-def test_multi_turn(target: Target) -> None:
-    """A conversation of user, assistant and user messages is accepted and answered 200."""
-    messages = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello! How can I help?"},
-                {"role": "user", "content": "Say goodbye."}]
-    completion(target.chat(target.body(max_tokens=4, messages=messages)), "user/assistant/user")
-
-
-@clause("message.name.accepted")
-def test_name_accepted(target: Target) -> None:
-    """A message carrying a name field is accepted and answered 200."""
-    messages = [{"role": "user", "content": "Say hello.", "name": "alice"}]
-    completion(target.chat(target.body(max_tokens=4, messages=messages)), "message with name")
-
-
 # -- the response body -----------------------------------------------------------------------
 
-def _each_response(responses: list[Sample]) -> list[tuple[Sample, dict[str, Any]]]:
-    return [(s, s.exchange.json) for s in responses]
+def _each_response(responses: SampleSet) -> Iterator[tuple[Sample, dict[str, Any]]]:
+    """(sample, body) of each accepted response; then NotExercised for a lost one (SampleSet.judged)."""
+    return ((s, s.exchange.json) for s in responses.judged())
 
 
 @clause("response.body.schema-valid")
-def test_response_schema_valid(responses: list[Sample], validate: Any) -> None:
+def test_response_schema_valid(responses: SampleSet, validate: Any) -> None:
     """Every non-streaming 200 response body validates against the ChatCompletion schema."""
     for sample, body in _each_response(responses):
         validate("response", body, sample.exchange)
 
 
 @clause("response.content-type.json")
-def test_response_content_type(responses: list[Sample]) -> None:
+def test_response_content_type(responses: SampleSet) -> None:
     """A non-streaming 200 response has Content-Type application/json."""
-    for sample in responses:
+    for sample in responses.judged():
         require(is_json_content_type(sample.exchange), f"{sample.label}: Content-Type is not application/json",
                 expected="application/json", actual=sample.exchange.header("content-type"), exchanges=sample.exchange)
 
 
 @clause("response.id.present")
-def test_response_id_present(responses: list[Sample]) -> None:
+def test_response_id_present(responses: SampleSet) -> None:
     """The response id is a non-empty string."""
     for sample, body in _each_response(responses):
         value = body.get("id")
@@ -232,26 +206,33 @@ def test_response_id_unique(target: Target) -> None:
     """Two identical requests sent with x-use-cache false get responses with different ids."""
     body = target.body(max_tokens=4, temperature=0)
     first, second = target.many([lambda: target.chat(body, headers={"x-use-cache": "false"})] * 2)
-    a, b = completion(first).get("id"), completion(second).get("id")
+    for ex in (first, second):
+        need_answer(ex, "a plain request", "request.messages.accepted")
+    a, b = first.json.get("id"), second.json.get("id")
+    need(all(isinstance(i, str) and i.strip() for i in (a, b)), "an id in both answers", root="response.id.present",
+         actual=[a, b], exchanges=(first, second))
     require(a != b, "two requests got the same id", expected="different ids", actual=[a, b], exchanges=(first, second))
 
 
 @clause("response.object.value")
-def test_response_object(responses: list[Sample]) -> None:
+def test_response_object(responses: SampleSet) -> None:
     """The response object field is the string chat.completion."""
     for sample, body in _each_response(responses):
         require(body.get("object") == "chat.completion", f"{sample.label}: object is not chat.completion",
                 expected="chat.completion", actual=body.get("object"), exchanges=sample.exchange)
 
 
+def _unix_seconds(value: Any) -> bool:
+    # Milliseconds since the epoch are integers too, but not seconds: they lie far in the future.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10_000_000_000
+
+
 @clause("response.created.unix-seconds")
-def test_created_unix_seconds(responses: list[Sample], streams: list[Sample]) -> None:
+def test_created_unix_seconds(responses: SampleSet, streams: SampleSet) -> None:
     """The created field of a response or chunk is a non-negative integer count of seconds since the Unix epoch."""
     for label, body, ex in bodies_and_chunks(responses, streams):
         value = body.get("created")
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        # Milliseconds since the epoch are integers too, but not seconds: they lie far in the future.
-        require(ok and value < 10_000_000_000, f"{label}: created is not a count of seconds since the epoch",
+        require(_unix_seconds(value), f"{label}: created is not a count of seconds since the epoch",
                 expected="non-negative integer seconds", actual=value, exchanges=ex)
 
 
@@ -260,14 +241,17 @@ def test_created_plausible(target: Target) -> None:
     """The created field lies within one day of the client's clock at the time of the request."""
     now = time.time()
     ex = target.chat(target.body(max_tokens=2), headers={"x-use-cache": "false"})
-    created = completion(ex).get("created")
-    require(isinstance(created, int | float) and abs(created - now) <= 86400,
+    need_answer(ex, "a plain request", "request.messages.accepted")
+    created = ex.json.get("created", "(absent)")
+    need(_unix_seconds(created), "a created count of seconds since the epoch", root="response.created.unix-seconds",
+         actual=created, exchanges=ex)
+    require(abs(created - now) <= 86400,
             "created is more than one day away from the client's clock",
             expected=f"within 86400 s of {int(now)}", actual=created, exchanges=ex)
 
 
 @clause("response.model.present")
-def test_model_present(responses: list[Sample], streams: list[Sample]) -> None:
+def test_model_present(responses: SampleSet, streams: SampleSet) -> None:
     """The model field of a response or chunk is a non-empty string."""
     for label, body, ex in bodies_and_chunks(responses, streams):
         value = body.get("model")
@@ -276,18 +260,23 @@ def test_model_present(responses: list[Sample], streams: list[Sample]) -> None:
 
 
 @clause("response.model.served")
-def test_model_served(target: Target, responses: list[Sample]) -> None:
+def test_model_served(target: Target, responses: SampleSet) -> None:
     """The response model equals the requested model or an id listed by GET /v1/models."""
+    later = Deferred()
     for sample, body in _each_response(responses):
         allowed = set(target.models) | ({sample.body["model"]} if "model" in sample.body else set())
         if not allowed:
             raise NotApplicable("no model requested and GET /v1/models lists none")
-        require(body.get("model") in allowed, f"{sample.label}: the response names a model that was neither requested nor listed",
-                expected=sorted(allowed), actual=body.get("model"), exchanges=sample.exchange)
+        with later:
+            need(isinstance(body.get("model"), str) and body["model"].strip() != "", f"a model in the {sample.label} "
+                 "response", root="response.model.present", actual=body.get("model", "(absent)"), exchanges=sample.exchange)
+            require(body["model"] in allowed, f"{sample.label}: the response names a model that was neither requested nor listed",
+                    expected=sorted(allowed), actual=body.get("model"), exchanges=sample.exchange)
+    later.settle()
 
 
 @clause("response.system-fingerprint.present")
-def test_system_fingerprint(responses: list[Sample], streams: list[Sample]) -> None:
+def test_system_fingerprint(responses: SampleSet, streams: SampleSet) -> None:
     """Responses and chunks carry system_fingerprint as a string."""
     for label, body, ex in bodies_and_chunks(responses, streams):
         require(isinstance(body.get("system_fingerprint"), str), f"{label}: system_fingerprint is not a string",
@@ -295,7 +284,7 @@ def test_system_fingerprint(responses: list[Sample], streams: list[Sample]) -> N
 
 
 @clause("response.choices.count")
-def test_choices_count(responses: list[Sample]) -> None:
+def test_choices_count(responses: SampleSet) -> None:
     """The choices list holds exactly n entries (one when n is absent)."""
     for sample, body in _each_response(responses):
         n = sample.body.get("n") or 1
@@ -305,7 +294,7 @@ def test_choices_count(responses: list[Sample]) -> None:
 
 
 @clause("response.choice.index")
-def test_choice_index(responses: list[Sample]) -> None:
+def test_choice_index(responses: SampleSet) -> None:
     """The choices carry the distinct indices 0 to n-1, in order."""
     for sample, body in _each_response(responses):
         choices = body.get("choices") or []
@@ -319,16 +308,21 @@ def _messages(body: dict[str, Any]) -> list[Any]:
 
 
 @clause("response.message.role")
-def test_message_role(responses: list[Sample]) -> None:
+def test_message_role(responses: SampleSet) -> None:
     """Every choice's message has role assistant."""
+    later = Deferred()
     for sample, body in _each_response(responses):
         roles = [m.get("role") if isinstance(m, dict) else None for m in _messages(body)]
-        require(bool(roles) and all(r == "assistant" for r in roles), f"{sample.label}: a message role is not assistant",
-                expected="assistant", actual=roles, exchanges=sample.exchange)
+        with later:
+            need(bool(roles), f"a choice in the {sample.label} response", root="response.choices.count",
+                 actual=body.get("choices", "(absent)"), exchanges=sample.exchange)
+            require(all(r == "assistant" for r in roles), f"{sample.label}: a message role is not assistant",
+                    expected="assistant", actual=roles, exchanges=sample.exchange)
+    later.settle()
 
 
 @clause("response.message.content")
-def test_message_content(responses: list[Sample]) -> None:
+def test_message_content(responses: SampleSet) -> None:
     """A message without tool_calls has string content; a message with tool_calls has null, absent or string content."""
     for sample, body in _each_response(responses):
         for i, message in enumerate(_messages(body)):
@@ -345,7 +339,7 @@ def test_message_content(responses: list[Sample]) -> None:
 
 
 @clause("response.finish-reason.values")
-def test_finish_reason_values(responses: list[Sample]) -> None:
+def test_finish_reason_values(responses: SampleSet) -> None:
     """Every final finish_reason is one of stop, length, tool_calls or content_filter."""
     for sample, body in _each_response(responses):
         reasons = [c.get("finish_reason") for c in body.get("choices") or [] if isinstance(c, dict)]
@@ -361,12 +355,16 @@ def test_finish_reason_stop(target: Target) -> None:
     seen_early = 0
     for prompt in ("Reply with just the word yes.", "Say hi.", "Answer with one word: what colour is the sky?"):
         ex = target.chat(target.body(max_tokens=limit, temperature=0, messages=[{"role": "user", "content": prompt}]))
-        body = completion(ex, "short answer")
-        usage = body.get("usage") or {}
-        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        need_answer(ex, "a short question", "request.messages.accepted")
+        body = ex.json
+        usage = body.get("usage")
+        need(isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int),
+             "usage.completion_tokens (to tell an early end from a cut-off)", root="response.usage.present",
+             actual=usage, exchanges=ex)
+        tokens = usage["completion_tokens"]
         choice = (body.get("choices") or [{}])[0]
         reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-        if isinstance(tokens, int) and tokens < limit:
+        if tokens < limit:
             seen_early += 1
             require(reason == "stop", f"the answer ended after {tokens} < max_tokens {limit} tokens without stop sequences",
                     expected="stop", actual=reason, exchanges=ex)
@@ -375,7 +373,7 @@ def test_finish_reason_stop(target: Target) -> None:
 
 
 @clause("response.usage.present")
-def test_usage_present(responses: list[Sample]) -> None:
+def test_usage_present(responses: SampleSet) -> None:
     """Every non-streaming response carries a usage object."""
     for sample, body in _each_response(responses):
         require(isinstance(body.get("usage"), dict), f"{sample.label}: usage is not an object",
@@ -383,7 +381,7 @@ def test_usage_present(responses: list[Sample]) -> None:
 
 
 @clause("response.message.unused-fields")
-def test_unused_fields(responses: list[Sample], streams: list[Sample]) -> None:
+def test_unused_fields(responses: SampleSet, streams: SampleSet) -> None:
     """A generated message or delta carries tool_call_id and refusal only as null or absent."""
     for label, body, ex in bodies_and_chunks(responses, streams):
         for choice in body.get("choices") or []:

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from conformance.client import Target
-from conformance.expectations import completion
+from conformance.client import Exchange, StreamExchange, Target
 from conformance.registry import clause
-from conformance.samples import Sample, bodies_and_chunks
-from conformance.verdicts import require
+from conformance.samples import Deferred, Sample, SampleSet, bodies_and_chunks, need_answer
+from conformance.verdicts import NotApplicable, need, require
 
 
-def _usages(responses: list[Sample], streams: list[Sample]) -> list[tuple[str, dict[str, Any], Any]]:
-    out = []
+def _usages(responses: SampleSet, streams: SampleSet) -> Iterator[tuple[str, dict[str, Any], Any]]:
     for label, body, ex in bodies_and_chunks(responses, streams):
         usage = body.get("usage")
         if isinstance(usage, dict):
-            out.append((label, usage, ex))
-    return out
+            yield label, usage, ex
 
 
 @clause("usage.total.sum")
-def test_usage_total_sum(responses: list[Sample], streams: list[Sample]) -> None:
+def test_usage_total_sum(responses: SampleSet, streams: SampleSet) -> None:
     """In every usage object, total_tokens equals prompt_tokens plus completion_tokens."""
-    usages = _usages(responses, streams)
-    require(bool(usages), "no response carried a usage object", actual=[s.label for s in responses])
-    for label, usage, ex in usages:
+    seen = 0
+    for label, usage, ex in _usages(responses, streams):
+        seen += 1
         p, c, t = usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
         ok = all(isinstance(v, int) for v in (p, c, t)) and t == p + c
         require(ok, f"{label}: total_tokens != prompt_tokens + completion_tokens",
                 expected=(p + c) if isinstance(p, int) and isinstance(c, int) else "integers", actual=t, exchanges=ex)
+    need(seen > 0, "a usage object in any response", root="response.usage.present",
+         actual=[s.label for s in responses.accepted], exchanges=[s.exchange for s in responses.accepted])
 
 
 @clause("usage.prompt-tokens.positive")
-def test_prompt_tokens_positive(responses: list[Sample], streams: list[Sample]) -> None:
+def test_prompt_tokens_positive(responses: SampleSet, streams: SampleSet) -> None:
     """prompt_tokens is a positive integer, since every chat prompt renders to at least one token."""
+    seen = 0
     for label, usage, ex in _usages(responses, streams):
+        seen += 1
         value = usage.get("prompt_tokens")
         require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                 f"{label}: prompt_tokens is not a positive integer", expected="> 0", actual=value, exchanges=ex)
+    need(seen > 0, "a usage object in any response", root="response.usage.present",
+         actual=[s.label for s in responses.accepted], exchanges=[s.exchange for s in responses.accepted])
 
 
 @clause("usage.prompt-tokens.grows")
@@ -47,15 +51,61 @@ def test_prompt_tokens_grows(target: Target) -> None:
     short = [{"role": "user", "content": "Say hello."}]
     longer = short + [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Say it again, please."}]
 
-    def prompt_tokens(messages: list[dict[str, Any]]) -> tuple[Any, Any]:
+    def prompt_tokens(messages: list[dict[str, Any]], root: str) -> tuple[int, Exchange]:
         ex = target.chat(target.body(max_tokens=1, messages=messages), headers={"x-use-cache": "false"})
-        usage = completion(ex).get("usage")
-        return (usage.get("prompt_tokens") if isinstance(usage, dict) else None), ex
-    a, ex_a = prompt_tokens(short)
-    b, ex_b = prompt_tokens(short)
-    c, ex_c = prompt_tokens(longer)
+        need_answer(ex, f"a conversation of {len(messages)} message(s)", root)
+        usage = ex.json.get("usage")
+        need(isinstance(usage, dict), "a usage object", root="response.usage.present",
+             actual=ex.json.get("usage", "(absent)"), exchanges=ex)
+        value = usage.get("prompt_tokens")
+        need(isinstance(value, int) and not isinstance(value, bool), "an integer prompt_tokens",
+             root="usage.prompt-tokens.positive", actual=value, exchanges=ex)
+        return value, ex
+    a, ex_a = prompt_tokens(short, "request.messages.accepted")
+    b, ex_b = prompt_tokens(short, "request.messages.accepted")
+    c, ex_c = prompt_tokens(longer, "message.assistant.multi-turn")
     require(a == b, "repeating a request changed prompt_tokens", expected=a, actual=b, exchanges=(ex_a, ex_b))
-    require(isinstance(a, int) and isinstance(c, int) and c > a,
-            "appending two messages did not increase prompt_tokens", expected=f"> {a}", actual=c, exchanges=(ex_a, ex_c))
+    require(c > a, "appending two messages did not increase prompt_tokens", expected=f"> {a}", actual=c,
+            exchanges=(ex_a, ex_c))
 
 
+def _n2_outcome(sample: Sample) -> tuple[dict[int, Any], Any]:
+    """finish_reason per choice index and the usage object of an n 2 sample (response or stream)."""
+    ex = sample.exchange
+    if isinstance(ex, StreamExchange):
+        reasons = {c.get("index"): c["finish_reason"] for chunk in ex.chunks for c in chunk.get("choices") or []
+                   if isinstance(c, dict) and c.get("finish_reason") is not None}
+        usages = [chunk["usage"] for chunk in ex.chunks if isinstance(chunk.get("usage"), dict)]
+        return reasons, usages[-1] if usages else None
+    choices = [c for c in ex.json.get("choices") or [] if isinstance(c, dict)]
+    return {c.get("index"): c.get("finish_reason") for c in choices}, ex.json.get("usage")
+
+
+@clause("usage.n.all-choices")
+def test_usage_all_choices(responses: SampleSet, streams: SampleSet) -> None:
+    """With n 2 and both choices cut off by max_tokens, completion_tokens counts the tokens of both choices (2 times max_tokens)."""
+    later = Deferred()
+    judged = 0
+    for kind, samples, usage_root in (("response", responses, "response.usage.present"),
+                                      ("stream", streams, "stream.usage.last-chunk")):
+        if samples.get("n-2").refused:
+            continue  # n refused clearly, as request.n.multiple permits: nothing to count
+        with later:
+            sample = samples.need("n-2")
+            reasons, usage = _n2_outcome(sample)
+            need(sorted(reasons, key=repr) == [0, 1], f"two choices (indices 0 and 1) in the n 2 {kind}",
+                 root="request.n.multiple", actual=reasons, exchanges=sample.exchange)
+            if set(reasons.values()) != {"length"}:
+                continue  # a choice ended early: the expected count is unknown
+            need(isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int),
+                 f"usage.completion_tokens in the n 2 {kind}", root=usage_root, actual=usage, exchanges=sample.exchange)
+            judged += 1
+            expected = 2 * sample.body["max_tokens"]
+            require(usage["completion_tokens"] == expected,
+                    f"n 2 {kind}: both choices ran to max_tokens {sample.body['max_tokens']}, but completion_tokens "
+                    "does not count both", expected=expected, actual=usage["completion_tokens"],
+                    exchanges=sample.exchange)
+    later.settle()
+    if not judged:
+        raise NotApplicable("n 2 was refused, or no n 2 answer had both choices cut off by max_tokens: "
+                            "the count could not be observed")

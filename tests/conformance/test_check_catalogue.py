@@ -13,7 +13,7 @@ import conformance.checks
 from spec.clauses import load_catalogue
 
 # Modules whose checks this test holds to clause order (one module per area, checks in catalogue order).
-ORDERED_MODULES = ("test_core", "test_usage", "test_streaming", "test_errors", "test_headers", "test_routes")
+ORDERED_MODULES = ("test_core", "test_messages", "test_usage", "test_streaming", "test_errors", "test_headers", "test_routes")
 
 
 @pytest.fixture(autouse=True)
