@@ -92,7 +92,7 @@ def test_exceptions_map_to_verdicts_and_pytest_outcomes(checks_dir: pytest.Pytes
     result.assert_outcomes(passed=2, failed=2, skipped=3)
     failed = next(c for c in doc["clauses"] if c["id"] == "response.id.present")["checks"][0]
     assert failed["message"] == "id missing" and failed["expected"] == "non-empty string"
-    assert doc["summary"]["checks"] == 7 and doc["format_version"] == 1
+    assert doc["summary"]["checks"] == 7 and doc["format_version"] == 2
 
 
 def test_strict_turns_should_failures_into_failures(checks_dir: pytest.Pytester) -> None:
