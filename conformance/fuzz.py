@@ -21,7 +21,11 @@ requests. A case whose bytes were already sent is judged from memory, not sent a
 the shortest failing request actually sent is kept as the finding, with its exchange and a curl
 line, so a finding is always a request that really failed.
 The requests go through the suite's own `Target` (pacing, auth, evidence); schemathesis generates
-the cases and runs the registered stream check on the answers.
+the cases and runs the registered stream check on the answers. Each body names the model under
+test and uses response_format variants of the dialect under test only (conformance.fuzz_inputs),
+so the positive phase reaches generation on a server that needs `model`; each phase counts its
+2xx answers (`generated`). A request that got no HTTP answer (status 0) is counted apart
+(`no_answer`) and never judged as a status: transport.answer.every-request judges it.
 """
 
 from __future__ import annotations
@@ -36,17 +40,16 @@ import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from schemathesis import GenerationMode
-from schemathesis.core import NOT_SET
 from schemathesis.core.failures import FailureGroup
 
 from conformance.client import Exchange, Target
 from conformance.config import DEFAULT_FUZZ_SHRINK, SuiteConfig
+from conformance.fuzz_inputs import clamp, dialect_openapi, encode, with_model
+from conformance.no_answer import answered, unanswered
 from conformance.sse import DONE, parse_sse
 from spec import schemas
 
 PATH = "/v1/chat/completions"
-MAX_TOKENS = 8
-MAX_N = 2
 COVERAGE_FACTOR = 2  # coverage cases per phase: at most this many times fuzz_budget
 VALID = "fuzz.valid.accepted"
 INVALID = "fuzz.invalid.refused"
@@ -84,6 +87,13 @@ class PhaseResult:
     after_failure: int | None = None  # requests sent after the first random failure (None: no failure)
     shrink_requests: int = 0  # requests beyond the fuzz_budget random cases (within fuzz_shrink)
     budget_spent: bool = False  # the Hypothesis run was stopped because the shrink budget was spent
+    no_answer: int = 0  # requests that got no HTTP answer: not a status, never judged here
+    samples: dict[int, Exchange] = field(default_factory=dict)  # the first exchange per status (0: no answer)
+
+    @property
+    def generated(self) -> int:
+        """How many requests were answered 2xx: the cases that reached generation."""
+        return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (statuses and findings with their curl lines)."""
@@ -91,7 +101,7 @@ class PhaseResult:
             "phase": self.phase, "examples": self.examples, "streams_checked": self.streams_checked,
             "error": self.error, "random_cases": self.random_cases, "replayed": self.replayed,
             "after_failure": self.after_failure, "shrink_requests": self.shrink_requests,
-            "budget_spent": self.budget_spent,
+            "budget_spent": self.budget_spent, "generated": self.generated, "no_answer": self.no_answer,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "findings": {cid: {"message": f.message, "curl": f.curl} for cid, f in self.findings.items()},
         }
@@ -117,8 +127,10 @@ class FuzzReport:
         parts = []
         for p in (self.positive, self.negative):
             statuses = ", ".join(f"{code}: {n}" for code, n in sorted(p.statuses.items()))
+            lost = f", {p.no_answer} without an answer" if p.no_answer else ""
             parts.append(f"{p.phase}: {p.examples} requests ({p.random_cases - p.replayed} random, "
-                         f"{p.streams_checked} streams checked; statuses {statuses or 'none'})")
+                         f"{p.generated} answered 2xx, {p.streams_checked} streams checked{lost}; "
+                         f"statuses {statuses or 'none'})")
         return "; ".join(parts)
 
 
@@ -201,35 +213,6 @@ def documented_statuses() -> frozenset[int]:
     return frozenset(int(code) for code in responses if code.isdigit())
 
 
-def clamp(body: Any) -> Any:
-    """Keep generation cheap without repairing invalid values: cap valid max_tokens and n, add max_tokens."""
-    if not isinstance(body, dict):
-        return body
-    body = dict(body)
-    tokens = body.get("max_tokens", None)
-    if "max_tokens" not in body or tokens is None or _is_number(tokens) and tokens > MAX_TOKENS:
-        body["max_tokens"] = MAX_TOKENS
-    n = body.get("n")
-    if _is_number(n) and n > MAX_N:
-        body["n"] = MAX_N
-    return body
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _encode(body: Any) -> bytes:
-    """The bytes to send: raw bytes as generated, nothing for a missing body, else JSON."""
-    if body is NOT_SET:
-        return b""
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode("utf-8", errors="surrogatepass")
-    return json.dumps(body).encode("utf-8", errors="surrogatepass")
-
-
 def _envelope(ex: Exchange) -> bool:
     return isinstance(ex.json, dict) and not schemas.validate("error", ex.json)
 
@@ -301,6 +284,7 @@ class _Phase:
 
     def __init__(self, target: Target, name: str, explore: int, shrink_budget: int = DEFAULT_FUZZ_SHRINK) -> None:
         self.target = target
+        self.model = target.model  # every body names the model under test (fuzz_inputs.with_model)
         self.result = PhaseResult(name)
         self.documented = documented_statuses()
         self.explore = explore  # the random cases of a passing run (fuzz_budget)
@@ -314,7 +298,7 @@ class _Phase:
         beyond = result.random_cases > self.explore  # past what a passing run would judge: shrinking
         if result.after_failure is not None and beyond and result.shrink_requests >= self.shrink_budget:
             raise _BudgetSpent  # ends the Hypothesis run; the findings hold the smallest failures sent
-        key = _prepare(case)
+        key = _prepare(case, self.model)
         if key in self._judged:
             result.replayed += 1
             known = self._judged[key]
@@ -333,11 +317,16 @@ class _Phase:
 
         key: the case's bytes when `_prepare` already made them.
         """
-        key = _prepare(case) if key is None else key
+        key = _prepare(case, self.model) if key is None else key
         body = case.body
-        ex = self.target.chat(raw=key, headers=dict(FIXED_HEADERS))
+        ex = answered(lambda: self.target.chat(raw=key, headers=dict(FIXED_HEADERS)))
         result = self.result
         result.examples += 1
+        result.samples.setdefault(ex.status, ex)
+        if unanswered(ex):  # no HTTP answer: transport.answer.every-request's to judge, not a status
+            result.no_answer += 1
+            self._judged[key] = None
+            return None
         result.statuses[ex.status] += 1
         valid = isinstance(body, dict) and not schemas.validate("request", body)
         broken = judge(case, ex, valid, self.documented)
@@ -352,10 +341,10 @@ class _Phase:
         return broken
 
 
-def _prepare(case: schemathesis.Case) -> bytes:
-    """Clamp the case's body in place (what is sent is what is validated) and return its bytes."""
-    case.body = clamp(case.body)
-    return _encode(case.body)
+def _prepare(case: schemathesis.Case, model: str | None) -> bytes:
+    """Clamp the case's body and name the model, in place (what is sent is what is validated); its bytes."""
+    case.body = with_model(clamp(case.body), model)
+    return encode(case.body)
 
 
 def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> PhaseResult:
@@ -365,7 +354,7 @@ def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> Phas
     """
     phase = _Phase(target, "positive" if mode == GenerationMode.POSITIVE else "negative", config.fuzz_budget,
                    config.fuzz_shrink)
-    schema = schemathesis.openapi.from_dict(schemas.openapi(), config=schemathesis.Config())
+    schema = schemathesis.openapi.from_dict(dialect_openapi(config.dialect), config=schemathesis.Config())
     strategy = schema[PATH]["POST"].as_strategy(generation_mode=mode, headers=dict(FIXED_HEADERS))
 
     @seed(config.seed)

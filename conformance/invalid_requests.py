@@ -63,6 +63,13 @@ def invalid_cases(dialect: str) -> list[InvalidCase]:
         _case("errors.field.wrong-type", "temperature string", "temperature", temperature="0.5"),
         _case("errors.field.wrong-type", "max_tokens string", "max_tokens", max_tokens="8"),
         _case("errors.field.wrong-type", "stream string", "stream", stream="yes"),
+        # Other wrong JSON types that lenient servers coerce or drop in silence (and then answer 200).
+        _case("errors.field.wrong-type", "stop number", "stop", stop=5),
+        _case("errors.field.wrong-type", "frequency_penalty boolean", "frequency_penalty", frequency_penalty=True),
+        _case("errors.field.wrong-type", "max_tokens fractional", "max_tokens", max_tokens=4.5),
+        _case("errors.field.wrong-type", "logprobs integer", "logprobs", logprobs=1),
+        _case("errors.field.wrong-type", "temperature boolean", "temperature", temperature=True),
+        _case("errors.field.wrong-type", "n fractional", "n", n=1.5),
         _case("errors.max-tokens.negative", "max_tokens -1", "max_tokens", max_tokens=-1),
         _case("errors.max-tokens.beyond-context", "max_tokens 10^9", "max_tokens", max_tokens=1_000_000_000),
         _case("errors.temperature.range", "temperature -0.5", "temperature", temperature=-0.5),

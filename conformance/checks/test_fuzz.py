@@ -1,7 +1,10 @@
 """Generated requests, valid and invalid against the schema, and the statuses they get.
 
 One seeded fuzz run (conformance.fuzz, schemathesis + Hypothesis) is shared by the clause checks;
-each finding carries the minimal reproducing request, the answer and a curl line.
+each finding carries the minimal reproducing request, the answer and a curl line. A passing check
+says, per phase, how many requests were sent and how many were answered 2xx; a positive phase that
+reached no generation at all (no 2xx) has not exercised fuzz.valid.accepted, whatever its statuses.
+Requests that got no HTTP answer are counted apart and judged by transport.answer.every-request.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import pytest
 
 from conformance.client import Target
 from conformance.config import SuiteConfig
-from conformance.fuzz import FuzzReport, run_fuzz
+from conformance.fuzz import FuzzReport, PhaseResult, run_fuzz
+from conformance.no_answer import TRANSPORT_ROOT
 from conformance.registry import clause
-from conformance.verdicts import NOTE_PROPERTY, Fail, require
+from conformance.verdicts import NOTE_PROPERTY, Fail, NotExercised, require
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,34 @@ def _verdict(report: FuzzReport, clause_id: str, record_property: Callable[[str,
     findings = report.findings(clause_id)
     if findings:
         message = "; ".join(f"{f.phase}: {f.message} | reproduce: {f.curl}" for f in findings)
-        raise Fail(message[:4000], expected=clause_id, actual=[f.message for f in findings],
-                   exchanges=[f.exchange for f in findings])
+        raise Fail(f"{message[:3400]} | sent: {report.describe()}"[:4000], expected=clause_id,
+                   actual=[f.message for f in findings], exchanges=[f.exchange for f in findings])
+    judged = {"fuzz.valid.accepted": (report.positive,), "fuzz.invalid.refused": (report.negative,)}
+    phases = judged.get(clause_id, (report.positive, report.negative))
+    if not any(sum(p.statuses.values()) for p in phases):  # every request went unanswered: nothing judged
+        lost = [ex for p in phases for status, ex in p.samples.items() if status == 0]
+        raise NotExercised(f"no request of the {' and '.join(p.phase for p in phases)} fuzz phase got an HTTP "
+                           f"answer (judged by {TRANSPORT_ROOT})", root=TRANSPORT_ROOT, actual=report.describe(),
+                           exchanges=lost)
+    if clause_id == "fuzz.valid.accepted":
+        _generated(report.positive)
     record_property(NOTE_PROPERTY, report.describe())
+
+
+def _generated(positive: PhaseResult) -> None:
+    """NotExercised when no schema-valid request was answered 2xx: nothing reached generation.
+
+    A server that refuses every generated body (say, for a model it does not serve) gives only
+    documented 4xx answers; they break no rule, but they exercise the refusal path alone.
+    """
+    if positive.generated > 0:
+        return
+    samples = list(positive.samples.values())[:4]
+    statuses = ", ".join(f"{code}: {n}" for code, n in sorted(positive.statuses.items())) or "none"
+    raise NotExercised(f"none of the {positive.examples} schema-valid fuzz requests was answered 2xx "
+                       f"(statuses {statuses}): no generated request reached generation "
+                       "(judged by request.messages.accepted)", root="request.messages.accepted",
+                       actual=statuses, exchanges=samples)
 
 
 @clause("fuzz.valid.accepted")

@@ -9,6 +9,7 @@ that never answers 429 leaves the clause SKIPPED.
 from __future__ import annotations
 
 import re
+import statistics
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -16,16 +17,27 @@ from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
 from conformance.expectations import completion, envelope_problems, first_content
 from conformance.registry import clause
-from conformance.verdicts import NotApplicable, require
+from conformance.verdicts import Fail, NotApplicable, NotExercised, require
 
 WRONG_TOKEN = "chatconform-wrong-token-0000"
 NO_AUTH = {"Authorization": None}
+# A loading probe answered 200 after being held this long (and this many times longer than the
+# same request later takes) was held while the model loaded: see test_loading_503.
+HELD_MIN_S = 5.0
+HELD_FACTOR = 5.0
+LATER_SAMPLES = 3
 
 
 def _needs_key(target: Target) -> str:
     if not target.config.api_key:
         raise NotApplicable("no --api-key given: the target is treated as one that needs no token")
     return target.config.api_key
+
+
+def wrong_token(target: Target) -> str:
+    """A bearer token that is certainly not the configured key."""
+    key = target.config.api_key or ""
+    return WRONG_TOKEN if WRONG_TOKEN != key else WRONG_TOKEN + "-other"
 
 
 def _refused_401(ex: Exchange, what: str) -> None:
@@ -47,8 +59,9 @@ def test_authorization_required(target: Target) -> None:
 def test_authorization_invalid(target: Target) -> None:
     """When the target requires a token, a request with a wrong token is refused with 401 and an error envelope."""
     _needs_key(target)
-    _refused_401(target.chat(target.body(max_tokens=1), headers={"Authorization": f"Bearer {WRONG_TOKEN}"}),
-                 "a wrong bearer token")
+    wrong = wrong_token(target)
+    _refused_401(target.chat(target.body(max_tokens=1), headers={"Authorization": f"Bearer {wrong}"}),
+                 f"a wrong bearer token ({wrong!r}, not the configured key)")
 
 
 @clause("headers.authorization.bearer")
@@ -63,11 +76,19 @@ def test_authorization_ignored_when_open(target: Target) -> None:
     """A target that needs no token answers requests that carry any Authorization header as it answers those without one."""
     body = target.body(max_tokens=8, temperature=0, seed=9)
     without = target.chat(body, headers={**NO_AUTH, "x-use-cache": "false"})
+    # Open means: a request without Authorization is answered 200. A 401 means keyed; anything else
+    # (a 5xx, a 403, a 429) says neither, and must not be taken for an open target.
     if without.status == 401:
-        raise NotApplicable("the target requires a token")
-    with_any = target.chat(body, headers={"Authorization": f"Bearer {WRONG_TOKEN}", "x-use-cache": "false"})
+        raise NotApplicable("the target requires a token (401 without Authorization)", exchanges=without)
+    if without.status != 200:
+        raise NotExercised(f"a request without Authorization got {without.status}, neither 200 (an open target) nor "
+                           "401 (a keyed one): whether the target is open cannot be told "
+                           "(judged by headers.authorization.required)", root="headers.authorization.required",
+                           actual=f"{without.status} {without.body_text[:200]}", exchanges=without)
+    wrong = wrong_token(target)
+    with_any = target.chat(body, headers={"Authorization": f"Bearer {wrong}", "x-use-cache": "false"})
     a = first_content(without, "no Authorization header")
-    b = first_content(with_any, "an arbitrary Authorization header")
+    b = first_content(with_any, f"an arbitrary Authorization header (Bearer {wrong})")
     require(a == b, "an arbitrary Authorization header changed the answer of an open target",
             expected=a, actual=b, exchanges=(without, with_any))
 
@@ -134,6 +155,29 @@ def _loading_503s(target: Target) -> list[Exchange]:
     return seen
 
 
+def _held_while_loading(target: Target) -> None:
+    """Fail when the start-of-run probe without x-wait-for-model was held, then answered 200.
+
+    A gateway that waits for its upstream to load answers 200 after a long hold instead of 503.
+    Held means: at least HELD_MIN_S seconds, and at least HELD_FACTOR times the median of the same
+    request sent now (a slow target is slow every time; a loading one only at first), so neither
+    a slow target nor a busy client machine alone makes the probe look held.
+    """
+    probe = target.loading_probe
+    if probe is None or probe[0].status != 200 or probe[0].elapsed_s < HELD_MIN_S:
+        return
+    first = probe[0]
+    again = {"x-wait-for-model": "false", "x-use-cache": "false"}
+    later = target.many([lambda: target.chat(target.body(max_tokens=1), headers=again)] * LATER_SAMPLES)
+    times = [ex.elapsed_s for ex in later if ex.status == 200]
+    if not times or first.elapsed_s < HELD_FACTOR * statistics.median(times):
+        return
+    raise Fail(f"held {first.elapsed_s:.0f} s then 200 (the same request now takes {statistics.median(times):.2f} s, "
+               f"median of {len(times)}): the model was loading, and without x-wait-for-model the default is 503",
+               expected="503 with an error envelope while loading", actual=f"200 after {first.elapsed_s:.1f} s",
+               exchanges=(first, *later))
+
+
 @clause("headers.loading.503")
 def test_loading_503(target: Target) -> None:
     """While the model is loading, a request without x-wait-for-model true is answered 503 with an error envelope."""
@@ -141,6 +185,7 @@ def test_loading_503(target: Target) -> None:
     if probe is not None and probe[0].status not in (200, 503):
         require(False, "while probing at the start, a request without x-wait-for-model got neither 200 nor 503",
                 expected="200 (ready) or 503 (loading)", actual=probe[0].status, exchanges=probe[0])
+    _held_while_loading(target)
     for ex in _loading_503s(target):
         problems = envelope_problems(ex.json)
         require(not problems, f"a 503 without a proper error envelope: {'; '.join(problems)}",

@@ -9,13 +9,15 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from typing import Any
+from typing import Any, NoReturn
 
 from conformance.client import Exchange, Target
+from conformance.no_answer import raise_unanswered
 from conformance.registry import clause
-from conformance.verdicts import Fail, NotApplicable, Unsupported, refused_clearly, require
+from conformance.verdicts import Fail, NotApplicable, NotExercised, Unsupported, refused_clearly, require
 
 FRESH = {"x-use-cache": "false"}
+ROOT = "vision.image-url.accepted-or-refused"  # whether the target takes images at all
 
 # A 2x2 red baseline JPEG (quality 50).
 JPEG_2X2_B64 = (
@@ -60,12 +62,20 @@ def _names_image(ex: Exchange) -> bool:
     return "image" in ex.body_text.lower()
 
 
-def _images_accepted(target: Target) -> Exchange:
-    """The PNG request; NotApplicable when the target refuses images altogether (clearly)."""
-    ex = _image_request(target, PNG_URL)
-    if ex.status != 200 and refused_clearly(ex):
-        raise NotApplicable(f"the target refuses image parts ({ex.status}); nothing to check", exchanges=ex)
-    return ex
+def _no_images(ex: Exchange) -> NoReturn:
+    """Why a server's image answer leaves the clause's condition ("a server that accepts images") unobserved.
+
+    A clear 4xx refusal means the server takes no images: the clause does not apply (SKIPPED).
+    Anything else (a 5xx, a 4xx without an error envelope) neither accepts nor refuses:
+    vision.image-url.accepted-or-refused judges that, and this clause is not exercised.
+    """
+    raise_unanswered([ex], "image requests")  # no HTTP answer: the transport clause's to judge
+    if refused_clearly(ex):
+        raise NotApplicable(f"the target takes no images: it refused a plain PNG image part with {ex.status}, "
+                            "and the clause applies to servers that accept images", exchanges=ex)
+    raise NotExercised(f"a plain PNG image part was neither accepted nor refused clearly ({ex.status}), so whether "
+                       "the target accepts images was not observed (judged by vision.image-url.accepted-or-refused)",
+                       root=ROOT, actual=f"{ex.status} {ex.body_text[:200]}", exchanges=ex)
 
 
 @clause("vision.image-url.accepted-or-refused")
@@ -85,12 +95,12 @@ def test_image_url_accepted_or_refused(target: Target) -> None:
 @clause("vision.image-url.data-url")
 def test_image_url_data_url(target: Target) -> None:
     """A server that accepts images accepts base64 data: URLs of PNG and JPEG images."""
-    png = _images_accepted(target)
-    require(png.status == 200, "a PNG data URL must be accepted", expected=200,
-            actual=f"{png.status} {png.body_text[:300]}", exchanges=png)
-    jpeg = _image_request(target, JPEG_URL)
-    require(jpeg.status == 200, "a JPEG data URL must be accepted", expected=200,
-            actual=f"{jpeg.status} {jpeg.body_text[:300]}", exchanges=jpeg)
+    png, jpeg = target.many([lambda: _image_request(target, PNG_URL), lambda: _image_request(target, JPEG_URL)])
+    if png.status != 200 and jpeg.status != 200:
+        _no_images(png)  # neither format taken: whether the server takes images at all decides
+    for kind, ex in (("PNG", png), ("JPEG", jpeg)):
+        require(ex.status == 200, f"the target accepts images, yet a {kind} data URL was not accepted", expected=200,
+                actual=f"{ex.status} {ex.body_text[:300]}", exchanges=(png, jpeg))
 
 
 @clause("vision.image-url.undecodable")
@@ -106,8 +116,10 @@ def test_image_url_undecodable(target: Target) -> None:
 @clause("vision.image-url.detail-accepted")
 def test_image_url_detail_accepted(target: Target) -> None:
     """A server that accepts images accepts image_url.detail auto, low or high."""
-    _images_accepted(target)
+    plain = _image_request(target, PNG_URL)
+    if plain.status != 200:
+        _no_images(plain)
     for detail in ("auto", "low", "high"):
         ex = _image_request(target, PNG_URL, detail=detail)
-        require(ex.status == 200, f"image_url.detail {detail} must be accepted", expected=200,
-                actual=f"{ex.status} {ex.body_text[:300]}", exchanges=ex)
+        require(ex.status == 200, f"the target accepts images, yet image_url.detail {detail} was not accepted",
+                expected=200, actual=f"{ex.status} {ex.body_text[:300]}", exchanges=(plain, ex))
