@@ -18,6 +18,7 @@ from rich.console import Console
 from conformance.config import (
     DEFAULT_BURST,
     DEFAULT_FUZZ_SHRINK,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DIALECTS,
     MAX_BURST,
     MAX_CONCURRENCY,
@@ -36,6 +37,7 @@ from conformance.embedded import (
 from conformance.gate import EXIT_SUITE_ERROR, ExpectFileError, gate, read_expect
 from conformance.plugin import default_report_dir
 from conformance.progress import ProgressPlugin, failing_table, summary_table
+from conformance.reference.export import ReferenceSetup, add_reference_arguments
 from conformance.repeat import MAX_REPEAT
 from conformance.results import ResultsError, load_results
 
@@ -71,6 +73,9 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"send N concurrent tiny requests (max_tokens 1), up to 3 times until one gets a "
                              f"429, to judge its Retry-After (default {DEFAULT_BURST}, at most {MAX_BURST}); ignores "
                              "--concurrency and --delay. 0 turns it off: use it for rate-limited or paid providers")
+    parser.add_argument("--max-response-bytes", type=int, metavar="N",
+                        help=f"largest response body read (default {DEFAULT_MAX_RESPONSE_BYTES}, 64 MiB); a bigger "
+                             "one is cut and counts as no answer (transport.answer.every-request)")
     parser.add_argument("--report-dir", type=Path, help="report folder (default reports/<target>/<UTC time>/)")
     parser.add_argument("--expect", type=Path, metavar="FILE", help="clause IDs known to fail, one per line (# comments)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
@@ -87,6 +92,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the embedded mock without a token (default: a fresh token per run)")
     parser.add_argument("--mock-load-delay", type=float, default=DEFAULT_LOAD_DELAY,
                         help="seconds the embedded mock reports loading, so the loading clauses are observable")
+    add_reference_arguments(parser)
 
 
 def list_clauses(args: argparse.Namespace, console: Console) -> int:
@@ -121,7 +127,8 @@ def pytest_args(options: dict[str, Any]) -> list[str]:
     flags = {"base_url": "--base-url", "api_key": "--api-key", "model": "--model", "dialect": "--dialect",
              "profile": "--profile", "timeout": "--request-timeout", "concurrency": "--concurrency",
              "delay": "--delay", "seed": "--seed", "fuzz_budget": "--fuzz-budget", "fuzz_shrink": "--fuzz-shrink",
-             "burst": "--burst", "report_dir": "--report-dir", "expect_file": "--expect"}
+             "burst": "--burst", "report_dir": "--report-dir", "expect_file": "--expect",
+             "max_response_bytes": "--max-response-bytes"}
     for key, flag in flags.items():
         if options.get(key) is not None:
             args += [flag, str(options[key])]
@@ -135,6 +142,7 @@ def pytest_args(options: dict[str, Any]) -> list[str]:
 def run_check(args: argparse.Namespace) -> int:
     """The `check` subcommand: returns 0 (pass), 1 (regression), 2 (suite-side error) or 3 (nothing ran)."""
     console = Console(stderr=True)
+    reference = ReferenceSetup.from_args(args)  # any --reference* option selects the reference profile
     if args.list:
         return list_clauses(args, console)
     if not 1 <= args.repeat <= MAX_REPEAT:
@@ -145,7 +153,7 @@ def run_check(args: argparse.Namespace) -> int:
         "profile": args.profile, "clause_prefixes": tuple(args.clause), "strict": args.strict,
         "timeout": args.timeout, "concurrency": args.concurrency, "delay": args.delay, "seed": args.seed,
         "fuzz_budget": args.fuzz_budget, "fuzz_shrink": args.fuzz_shrink, "burst": args.burst,
-        "report_dir": args.report_dir, "expect_file": args.expect,
+        "report_dir": args.report_dir, "expect_file": args.expect, "max_response_bytes": args.max_response_bytes,
     }
     embedded: EmbeddedMock | None = None
     placeholder = options["base_url"] or os.environ.get("CHATCONFORM_BASE_URL") or "http://127.0.0.1:1"
@@ -173,6 +181,7 @@ def run_check(args: argparse.Namespace) -> int:
             slug = f"mock-{args.mock_model}"
         else:
             slug = None
+        reference.start(embedded is not None, console)
         base_url = options["base_url"] or config.base_url
         report_dir = config.report_dir or _report_dir(base_url, slug)
         options["report_dir"] = report_dir
@@ -189,6 +198,7 @@ def run_check(args: argparse.Namespace) -> int:
         console.print("chatconform check: interrupted")
         return EXIT_INTERRUPTED
     finally:
+        reference.stop()
         if embedded is not None:
             embedded.stop()
         signal.signal(signal.SIGTERM, previous)
@@ -240,6 +250,8 @@ def read_run(report_dir: Path, pytest_code: int, console: Console) -> dict[str, 
     if pytest_code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         console.print(f"chatconform check: pytest ended with {pytest.ExitCode(pytest_code).name}")
         return None
+    if doc.get("unresponsive"):  # the target's fault, not the suite's: the gate decides (transport clause)
+        console.print(f"chatconform check: {doc['unresponsive']}; the run stopped sending", markup=False)
     return doc
 
 

@@ -1,16 +1,28 @@
 """The suite's HTTP client: every request becomes an Exchange (conformance.exchange) kept as evidence.
 
-Synchronous httpx. Streams are read from the raw bytes and parsed by `conformance.sse` line by
-line; a stream that sends no byte for `timeout` seconds is abandoned (`stalled`), and one that
-keeps trickling beyond `STREAM_DEADLINE_FACTOR * timeout` in total is abandoned too, so a broken
-target can never hang the run.
+Synchronous httpx. Every answer is read within bounds (conformance.transport): a read timeout
+(`--timeout`), an overall deadline (`DEADLINE_FACTOR` x `--timeout`) and a size limit
+(`--max-response-bytes`), so a broken target can never hang the run or exhaust its memory.
+Streams are read from the raw bytes and parsed by `conformance.sse` line by line; a stream that
+sends no byte for `timeout` seconds is `stalled`, one still sending at the deadline `overran`.
+
+Transport failures are kept apart from server answers (conformance.sender). A request that gets
+no complete HTTP response (reset, closed, garbage, timeout; for a stream: no response head) is sent
+once more on a fresh connection; not one whose answer was too big or too slow, which would cost as
+much again. An answered retry is returned and the failure stays in `transport` (the evidence of
+transport.keep-alive.reusable when the first attempt used a kept-alive connection); a second
+failure, or an answer over the size limit or past the deadline, raises `NoAnswer`: a NotExercised
+rooted in transport.answer.every-request, so no check ever judges "status 0". After
+`UNRESPONSIVE_AFTER` requests in a row without an answer the target is unresponsive, and every
+later request raises NoAnswer at once, unsent. A target no request could ever reach raises
+TargetUnreachable instead (a suite-side error: a wrong URL).
 
 Concurrency: `--concurrency N` means at most N requests in flight. Every request holds one slot of
 a semaphore while it is sent and read, and `--delay` paces the starts (a request starts at least
 `delay` seconds after the previous request started or ended). Checks stay sequential; a check with
 several independent requests sends them through `Target.many`, which runs them on up to N threads.
 The one exception is `Target.burst`, which sends its requests all at once on purpose (to provoke a
-429) without slots or pacing; `--burst 0` turns it off.
+429) without slots, pacing or retries; `--burst 0` turns it off.
 """
 
 from __future__ import annotations
@@ -24,24 +36,14 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
-
-from conformance.config import REDACTED, SuiteConfig
+from conformance.config import SuiteConfig
 from conformance.exchange import EVIDENCE_LIMIT, Exchange, StreamExchange  # noqa: F401 - re-exported
-from conformance.sse import SseParser
+from conformance.sender import NoAnswer, Sender, TargetUnreachable, redact  # noqa: F401 - re-exported
+from conformance.transport import DEADLINE_FACTOR, TransportLog, read
 
-STREAM_DEADLINE_FACTOR = 4.0
-_SENSITIVE = ("authorization", "api-key", "x-api-key")
+STREAM_DEADLINE_FACTOR = DEADLINE_FACTOR
 BURST_START_TIMEOUT_S = 10.0  # the burst's threads wait at most this long for each other before sending
 _T = TypeVar("_T")
-
-
-class TargetUnreachable(RuntimeError):
-    """The target could not be reached at all: a suite-side error, not a target failure."""
-
-
-def _redacted(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (REDACTED if k.lower() in _SENSITIVE and v else v) for k, v in headers.items()}
 
 
 class Target:
@@ -49,11 +51,7 @@ class Target:
 
     def __init__(self, config: SuiteConfig) -> None:
         self.config = config
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=max(20, config.concurrency)),
-        )
+        self._sender = Sender(config)
         self._last_request = 0.0
         self._slots = threading.BoundedSemaphore(config.concurrency)  # requests in flight, at most
         self._pace_lock = threading.Lock()
@@ -69,9 +67,19 @@ class Target:
         discovered = self._discover_model()
         self.model: str | None = config.model if config.model is not None else discovered
 
+    @property
+    def transport(self) -> TransportLog:
+        """Retries, recovered failures and requests without an answer: the transport.* clauses' evidence."""
+        return self._sender.log
+
+    @property
+    def unresponsive(self) -> str | None:
+        """Why the run stopped sending ("target unresponsive: ..."), or None while the target answers."""
+        return self.transport.unresponsive
+
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._sender.close()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -156,80 +164,35 @@ class Target:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        retry: bool = True,
     ) -> Exchange:
-        """One request, sent now: no slot and no pacing (the caller's business)."""
+        """One request, sent now: no slot and no pacing (the caller's business).
+
+        retry False (the burst): one attempt, returned answered or not, and nothing recorded.
+        """
         sent = self.base_headers(headers, content_type if content is not None else None)
-        started = time.monotonic()
-        url = self.url(path)
-        try:
-            response = self._http.request(method, url, headers=sent, content=content)
-            status, resp_headers, text = response.status_code, dict(response.headers), response.text
-        except httpx.ConnectError as exc:
-            raise TargetUnreachable(f"cannot connect to {url}: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            # A timeout is the target's failure to answer: status 0 marks "no response".
-            status, resp_headers, text = 0, {}, f"[no response within {self.config.timeout:g} s: {type(exc).__name__}]"
-        except httpx.HTTPError as exc:
-            status, resp_headers, text = 0, {}, f"[transport error: {type(exc).__name__}: {exc}]"
-        elapsed = time.monotonic() - started
-        ex = Exchange(method, url, _redacted(sent), _body_text(content), status, resp_headers, text, elapsed)
-        if status == 200:
+        ex = self._sender.send(method, self.url(path), sent, content, retry=retry)
+        if ex.status == 200:
             self._note_fingerprint(ex.json)
-        elif status in (429, 503):
+        elif ex.status in (429, 503):
             self.throttled.append(ex)
         return ex
 
     def chat_stream(
         self, body: dict[str, Any], *, headers: dict[str, str] | None = None, route: str = "v1"
     ) -> StreamExchange:
-        """POST a streaming chat completion; read and parse the SSE bytes with the stall timeout."""
-        url = self.url(self.chat_path(route))
+        """POST a streaming chat completion; read and parse the SSE bytes within the stall timeout and the bounds.
+
+        A stream whose response head arrived is returned whatever happened next (stalled, overran,
+        closed early: the stream clauses judge that), unless its body passed the size limit.
+        """
         content = json.dumps(body).encode("utf-8")
         sent = self.base_headers(headers, "application/json")
-        parser = SseParser()
-        raw = bytearray()
-        status, resp_headers = 0, {}
-        stalled = overran = False
-        first_event: float | None = None
-        transport_note = ""
         with self._slot():
-            started = time.monotonic()
-            deadline = started + STREAM_DEADLINE_FACTOR * self.config.timeout
-            try:
-                with self._http.stream("POST", url, headers=sent, content=content) as response:
-                    status, resp_headers = response.status_code, dict(response.headers)
-                    # iter_raw: the bytes exactly as sent (no decoding); the read timeout is the stall timeout.
-                    for piece in response.iter_raw():
-                        raw += piece
-                        if parser.feed(piece) and first_event is None:
-                            first_event = time.monotonic() - started
-                        if time.monotonic() > deadline:
-                            overran = True
-                            break
-            except httpx.ConnectError as exc:
-                raise TargetUnreachable(f"cannot connect to {url}: {exc}") from exc
-            except httpx.ReadTimeout:
-                stalled = True
-            except httpx.TimeoutException as exc:
-                stalled = True
-                transport_note = f"{type(exc).__name__}"
-            except httpx.HTTPError as exc:
-                transport_note = f"transport error: {type(exc).__name__}: {exc}"
-        parse = parser.close()
-        if transport_note:
-            parse.framing_errors.append(transport_note)
-        text = raw.decode("utf-8", errors="replace")
-        if parse.chunks:
-            self._note_fingerprint(parse.chunks[0])
-        stream = StreamExchange(
-            "POST", url, _redacted(sent), content.decode("utf-8"), status, resp_headers, text,
-            time.monotonic() - started,
-            raw_lines=parse.raw_lines, data=parse.data, chunks=parse.chunks, done=parse.done,
-            after_done=parse.after_done, error_event=parse.error_event, first_event_s=first_event,
-            stalled=stalled, framing_errors=parse.framing_errors, non_json_events=parse.non_json_events,
-            overran=overran,
-        )
-        if status in (429, 503):
+            stream = self._sender.stream(self.url(self.chat_path(route)), sent, content)
+        if stream.chunks:
+            self._note_fingerprint(stream.chunks[0])
+        if stream.status in (429, 503):
             self.throttled.append(stream)
         return stream
 
@@ -269,16 +232,18 @@ class Target:
             return [future.result() for future in futures]
 
     def burst(self, bodies: list[dict[str, Any]], *, headers: dict[str, str] | None = None) -> list[Exchange]:
-        """POST every body at once, one thread each, released together: neither slots nor --delay apply.
+        """POST every body at once, one thread each, released together: neither slots, --delay nor retries apply.
 
         Meant to provoke a 429 from a server with a bounded queue (see `--burst`); the 429s and
-        503s land in `throttled` like any other. Connection failures count as no response (status 0).
+        503s land in `throttled` like any other. A refusal or a dropped connection under load is
+        tolerated by design: such requests are left out of the result (counted in
+        `transport.burst_unanswered`), so no check ever judges a burst request without an answer.
         """
         if not bodies:
             return []
         start = threading.Barrier(len(bodies))
 
-        def one(body: dict[str, Any]) -> Exchange:
+        def one(body: dict[str, Any]) -> Exchange | None:
             try:
                 start.wait(BURST_START_TIMEOUT_S)
             except threading.BrokenBarrierError:
@@ -286,13 +251,18 @@ class Target:
             with self._pace_lock:
                 self.exchanges_sent += 1
             try:
-                return self._send("POST", self.chat_path(), headers=headers,
-                                  content=json.dumps(body).encode("utf-8"), content_type="application/json")
-            except TargetUnreachable as exc:  # refused under load: not the same as a target that is gone
-                return Exchange("POST", self.url(self.chat_path()), {}, json.dumps(body), 0, {}, f"[{exc}]", 0.0)
+                ex = self._send("POST", self.chat_path(), headers=headers, content=json.dumps(body).encode("utf-8"),
+                                content_type="application/json", retry=False)
+            except TargetUnreachable:  # refused under load: not the same as a target that is gone
+                ex = None
+            if ex is None or not ex.answered:
+                with self._pace_lock:
+                    self.transport.burst_unanswered += 1
+                return None
+            return ex
 
         with ThreadPoolExecutor(max_workers=len(bodies), thread_name_prefix="chatconform-burst") as pool:
-            exchanges = list(pool.map(one, bodies))
+            exchanges = [ex for ex in pool.map(one, bodies) if ex is not None]
         with self._pace_lock:
             self._last_request = time.monotonic()
         return exchanges
@@ -300,21 +270,33 @@ class Target:
     # -- helpers -----------------------------------------------------------------------------
 
     def probe(self) -> None:
-        """Raise TargetUnreachable unless something answers HTTP at the base URL."""
-        try:
-            self._http.get(self.url("/v1/models"), headers=self.base_headers())
-        except httpx.HTTPError as exc:
-            raise TargetUnreachable(f"cannot reach {self.config.base_url}: {type(exc).__name__}: {exc}") from exc
+        """Raise TargetUnreachable unless something answers HTTP at the base URL (bounded like every read)."""
+        reading, _ = read(self._sender.http, "GET", self.url("/v1/models"), headers=self.base_headers(), content=None,
+                          timeout=self.config.timeout, max_bytes=self.config.max_response_bytes)
+        if reading.status is None:
+            raise TargetUnreachable(f"cannot reach {self.config.base_url}: {reading.failure}")
 
     def observe_loading(self) -> None:
-        """At session start: a chat without x-wait-for-model (503 while loading), then one with it (held until ready)."""
-        first = self.chat(self.body(max_tokens=1), headers={"x-wait-for-model": "false", "x-use-cache": "false"})
-        second = self.chat(self.body(max_tokens=1), headers={"x-wait-for-model": "true", "x-use-cache": "false"})
-        self.loading_probe = (first, second)
+        """At session start: a chat without x-wait-for-model (503 while loading), then one with it (held until ready).
+
+        A request without an answer leaves `loading_probe` None (transport.answer.every-request judges it).
+        """
+        answers = []
+        for wait in ("false", "true"):
+            try:
+                answers.append(self.chat(self.body(max_tokens=1), headers={"x-wait-for-model": wait,
+                                                                           "x-use-cache": "false"}))
+            except NoAnswer:
+                continue  # the second request is an observation of its own: still sent
+        if len(answers) == 2:
+            self.loading_probe = (answers[0], answers[1])
 
     def _discover_model(self) -> str | None:
         """The first model id of GET /v1/models, else None (the body then omits `model`)."""
-        ex = self.get("/v1/models")
+        try:
+            ex = self.get("/v1/models")
+        except NoAnswer:
+            return None  # recorded: transport.answer.every-request judges it
         data = ex.json
         if ex.status == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
             self.models = [m["id"] for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
@@ -355,8 +337,3 @@ class Target:
                     time.sleep(wait)
                 self._last_request = time.monotonic()
 
-
-def _body_text(content: bytes | None) -> str | None:
-    if content is None:
-        return None
-    return content.decode("utf-8", errors="replace")

@@ -17,12 +17,19 @@ MAX_CONCURRENCY = 64  # requests in flight at once, at most
 DEFAULT_BURST = 16  # concurrent tiny requests sent (up to 3 times) to provoke a 429 (headers.retry-after.429)
 MAX_BURST = 256
 DEFAULT_FUZZ_SHRINK = 20  # requests a fuzz phase may send beyond its fuzz_budget once a case failed
+# The largest response body read; a bigger one is cut (and is no complete answer), so memory stays bounded.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MIN_MAX_RESPONSE_BYTES = 1024
+
+
+# Groups left out of `default`: they need a particular target (reference: one serving SmolLM2-135M-Instruct).
+OPT_IN_GROUPS = ("reference",)
 
 
 def _profiles() -> dict[str, tuple[str, ...]]:
-    """`default` selects every group; each group name is also a profile of its own."""
+    """`default` selects every group but the opt-in ones; each group name is also a profile of its own."""
     groups = load_catalogue().group_names
-    profiles: dict[str, tuple[str, ...]] = {"default": tuple(groups)}
+    profiles: dict[str, tuple[str, ...]] = {"default": tuple(g for g in groups if g not in OPT_IN_GROUPS)}
     profiles.update({name: (name,) for name in groups})
     return profiles
 
@@ -53,8 +60,13 @@ class SuiteConfig:
     fuzz_budget: int = 60
     fuzz_shrink: int = DEFAULT_FUZZ_SHRINK
     burst: int = DEFAULT_BURST
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     report_dir: Path | None = None
     expect_file: Path | None = None
+    # The reference profile (conformance/reference): where the oracle's answers come from, what the target runs.
+    reference_url: str | None = None
+    reference_file: Path | None = None
+    target_weights: str = "q4_1"
 
     def __post_init__(self) -> None:
         base = self.base_url.strip().rstrip("/")
@@ -73,7 +85,8 @@ class SuiteConfig:
             if not isinstance(value, int | float) or value < low or (name == "timeout" and value == 0):
                 raise ConfigError(f"{name}: must be a number > 0 (delay >= 0), got {value!r}")
         for name, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("fuzz_budget", 1, None),
-                                ("fuzz_shrink", 0, None), ("burst", 0, MAX_BURST)):
+                                ("fuzz_shrink", 0, None), ("burst", 0, MAX_BURST),
+                                ("max_response_bytes", MIN_MAX_RESPONSE_BYTES, None)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
                 rule = f"an integer >= {low}" + (f" and <= {high}" if high else "")
@@ -94,7 +107,7 @@ class SuiteConfig:
         data = asdict(self)
         data["api_key"] = REDACTED if self.api_key else None
         data["clause_prefixes"] = list(self.clause_prefixes)
-        for key in ("report_dir", "expect_file"):
+        for key in ("report_dir", "expect_file", "reference_file"):
             data[key] = str(data[key]) if data[key] is not None else None
         return data
 
@@ -117,7 +130,8 @@ def select_clauses(profile: str, prefixes: tuple[str, ...] = ()) -> tuple[Clause
 
 _CONVERTERS: dict[str, Any] = {
     "timeout": float, "delay": float, "concurrency": int, "seed": int, "fuzz_budget": int,
-    "fuzz_shrink": int, "burst": int, "report_dir": Path, "expect_file": Path,
+    "fuzz_shrink": int, "burst": int, "max_response_bytes": int, "report_dir": Path, "expect_file": Path,
+    "reference_file": Path,
 }
 
 
@@ -168,6 +182,7 @@ def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | N
 __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_FUZZ_SHRINK",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DIALECTS",
     "MAX_BURST",
     "MAX_CONCURRENCY",

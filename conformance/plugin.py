@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from conformance.client import Target, TargetUnreachable
+from conformance.client import NoAnswer, Target, TargetUnreachable
 from conformance.config import PROFILES, ConfigError, SuiteConfig, load_config
 from conformance.gate import ExpectFileError, read_expect
 from conformance.registry import clause_of, lookup
 from conformance.results import CheckResult, clause_results, results_document
+from conformance.transport import TRANSPORT_ANSWER
 from conformance.verdicts import (
     NOTE_PROPERTY,
     CheckOutcome,
@@ -40,8 +41,10 @@ _OPTIONS = {
     "cc_profile": "profile", "cc_clause": "clause_prefixes", "cc_strict": "strict",
     "cc_timeout": "timeout", "cc_concurrency": "concurrency", "cc_delay": "delay", "cc_seed": "seed",
     "cc_fuzz_budget": "fuzz_budget", "cc_fuzz_shrink": "fuzz_shrink", "cc_burst": "burst",
-    "cc_report_dir": "report_dir", "cc_expect": "expect_file",
+    "cc_report_dir": "report_dir", "cc_expect": "expect_file", "cc_max_response_bytes": "max_response_bytes",
 }
+TRANSPORT_PREFIX = "transport."  # the transport clauses judge what the whole run recorded: their checks run last
+LOST_MARK = "_chatconform_no_answer"  # set on an exception explained by a request that got no answer
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,6 +69,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="requests a fuzz phase may add to shrink a failure (default 20)")
     group.addoption("--burst", dest="cc_burst", type=int,
                     help="concurrent tiny requests sent (up to 3 times) to provoke a 429 (default 16; 0: none)")
+    group.addoption("--max-response-bytes", dest="cc_max_response_bytes", type=int,
+                    help="largest response body read (default 64 MiB); a bigger one is cut: no complete answer")
     group.addoption("--report-dir", dest="cc_report_dir", help="where to write reports")
     group.addoption("--expect", dest="cc_expect", help="file of clause IDs known to fail")
 
@@ -90,6 +95,7 @@ class RunState:
     unreachable: str | None = None
     report_dir: Path | None = None
     document: dict[str, Any] | None = None
+    lost_before: int = 0  # requests without an answer when the current check began
 
     @property
     def config(self) -> SuiteConfig:
@@ -140,15 +146,76 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         cid = clause_of(item)
         (drop if cid is not None and cid not in selected else keep).append(item)
-    # Checks run in catalogue order within their module already; keep pytest's order.
+    # Checks run in catalogue order within their module already; keep pytest's order, but the
+    # transport checks judge what every other check's requests met: they run last.
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    items[:] = [i for i in keep if not _transport(i)] + [i for i in keep if _transport(i)]
+
+
+def _transport(item: pytest.Item) -> bool:
+    return (clause_of(item) or "").startswith(TRANSPORT_PREFIX)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Note the requests lost so far; once the target is unresponsive, run no check that would send more."""
+    if clause_of(item) is None:
+        return
+    state = session_state(item.config)
+    target = state._target
+    state.lost_before = len(target.transport.failures) if target is not None else 0
+    _stop_if_unresponsive(item, target)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """The same stop after the fixtures ran: the first check's setup may have created the Target, and found it dead."""
+    if clause_of(item) is not None:
+        _stop_if_unresponsive(item, session_state(item.config)._target)
+
+
+def _stop_if_unresponsive(item: pytest.Item, target: Target | None) -> None:
+    """NoAnswer instead of the check, when the target is unresponsive (the transport checks still judge)."""
+    if target is not None and target.unresponsive and not _transport(item):
+        lost = target.transport.lost_exchanges()
+        raise NoAnswer(f"not run: {target.unresponsive} (judged by {TRANSPORT_ANSWER})", tuple(lost[-1:]))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Remember when the run started."""
     session_state(session.config).started = time.time()
+
+
+def lost_answer(exc: BaseException, state: RunState) -> NoAnswer | None:
+    """The NoAnswer that explains an unforeseen exception, if a request got no answer behind it.
+
+    A check or fixture that did not expect a lost request may fail on what it lacks (a KeyError, a
+    None): that is the transport clause's finding, never a suite-side error. It counts when the
+    exception carries a NoAnswer in its chain, when requests were lost while its check ran (the
+    setup of its fixtures included), or when pytest re-raises a cached fixture error already
+    explained so (the mark set here).
+    """
+    found = getattr(exc, LOST_MARK, None)
+    if isinstance(found, NoAnswer):
+        return found
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, NoAnswer):
+        cause = cause.__cause__ or cause.__context__
+    target = state._target
+    if cause is None and target is not None:
+        lost = target.transport.lost_exchanges()
+        if len(lost) > state.lost_before:
+            why = f"{len(lost) - state.lost_before} request(s) of this check got no answer"
+            cause = NoAnswer(f"not exercised: {why}; the check then failed on what it lacked: "
+                             f"{type(exc).__name__}: {exc} (judged by {TRANSPORT_ANSWER})",
+                             tuple(lost[state.lost_before:][-2:]))
+    if cause is not None:
+        try:
+            setattr(exc, LOST_MARK, cause)
+        except AttributeError:  # an exception type without a __dict__: nothing to remember it on
+            pass
+    return cause
 
 
 def verdict_for(outcome: BaseException, level: Level, strict: bool) -> Verdict:
@@ -189,7 +256,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             note = "; ".join(str(v) for k, v in item.user_properties if k == NOTE_PROPERTY)
             record = CheckResult(item.nodeid, Verdict.PASS, message=note, duration_s=call.duration)
         else:
-            exc = call.excinfo.value
+            exc = _explained(call.excinfo.value, clause.level, strict, state)
             verdict = verdict_for(exc, clause.level, strict)
             if isinstance(exc, TargetUnreachable):
                 state.unreachable = str(exc)
@@ -199,18 +266,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 record = CheckResult(item.nodeid, Verdict.SKIPPED, message=str(exc.msg), duration_s=call.duration)
             _shape(report, record, cid, state.expected)
     elif call.excinfo is not None and report.outcome != "passed":
-        exc = call.excinfo.value
+        exc = _explained(call.excinfo.value, clause.level, strict, state)
         if isinstance(exc, pytest.skip.Exception):
             record = CheckResult(item.nodeid, Verdict.SKIPPED, message=str(exc.msg))
         elif isinstance(exc, CheckOutcome):
             record = _record(item.nodeid, verdict_for(exc, clause.level, strict), exc, call.duration)
-            _shape(report, record, cid, state.expected)
+            # A fixture failed: whatever the verdict, pytest must not run the check's body without it.
+            _shape(report, record, cid, state.expected, setup=call.when == "setup")
         else:
             record = _record(item.nodeid, Verdict.ERROR, exc, call.duration)
     if record is not None:
         report.user_properties.append(("chatconform_verdict", str(record.verdict)))
         state.checks.setdefault(cid, []).append(record)
     return report
+
+
+def _explained(exc: BaseException, level: Level, strict: bool, state: RunState) -> BaseException:
+    """A would-be suite ERROR that a lost request explains becomes that request's NoAnswer."""
+    if isinstance(exc, TargetUnreachable) or verdict_for(exc, level, strict) is not Verdict.ERROR:
+        return exc
+    return lost_answer(exc, state) or exc
 
 
 def _record(nodeid: str, verdict: Verdict, exc: BaseException, duration: float) -> CheckResult:
@@ -221,8 +296,13 @@ def _record(nodeid: str, verdict: Verdict, exc: BaseException, duration: float) 
     return CheckResult(nodeid, verdict, text[:2000], duration_s=duration)
 
 
-def _shape(report: pytest.TestReport, record: CheckResult, cid: str, expected: frozenset[str]) -> None:
-    """PASS/WARN pass; UNSUPPORTED/IGNORED/SKIPPED skip with the verdict in the reason; FAIL/ERROR fail."""
+def _shape(report: pytest.TestReport, record: CheckResult, cid: str, expected: frozenset[str],
+           setup: bool = False) -> None:
+    """PASS/WARN pass; UNSUPPORTED/IGNORED/SKIPPED skip with the verdict in the reason; FAIL/ERROR fail.
+
+    setup: the outcome came from a fixture; a WARN there skips (pytest runs the body of a check
+    whose setup passed, and its fixture value does not exist).
+    """
     verdict = record.verdict
     summary = f"{verdict} {cid}: {record.message}"
     if record.expected is not None or record.actual is not None:
@@ -234,7 +314,7 @@ def _shape(report: pytest.TestReport, record: CheckResult, cid: str, expected: f
             return
         report.outcome = "failed"
         report.longrepr = summary + "".join(f"\n  reproduce: {e.get('curl', '')}" for e in record.evidence[:2])
-    elif verdict in (Verdict.PASS, Verdict.WARN):
+    elif verdict in (Verdict.PASS, Verdict.WARN) and not setup:
         report.outcome = "passed"
         report.longrepr = None
         if verdict is Verdict.WARN:
@@ -275,13 +355,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config=suite.to_json(), seed=suite.seed,
         started=_iso(state.started), finished=_iso(finished), duration_s=finished - state.started,
         clauses=clauses,
-        extra={"unreachable": state.unreachable} if state.unreachable else None,
+        extra=_run_notes(state, target),
     )
     state.document = doc
     out = suite.report_dir or default_report_dir(suite.base_url)
     state.report_dir = write_reports(doc, Path(out))
     if target is not None:
         target.close()
+
+
+def _run_notes(state: RunState, target: Target | None) -> dict[str, Any] | None:
+    """Top-level notes of results.json: why the run could not reach, or stopped sending to, the target."""
+    notes: dict[str, Any] = {}
+    if state.unreachable:
+        notes["unreachable"] = state.unreachable
+    if target is not None and target.unresponsive:
+        notes["unresponsive"] = target.unresponsive
+    return notes or None
 
 
 def _iso(ts: float) -> str:

@@ -17,10 +17,14 @@ from tests.conformance.breaker_hooks import KEYED_TOKEN  # noqa: F401 - re-expor
 from tests.conformance.breakers_completion import COMPLETION
 from tests.conformance.breakers_errors import ERRORS
 from tests.conformance.breakers_features import FEATURES
+from tests.conformance.breakers_observations import OBSERVATIONS
+from tests.conformance.breakers_reference import REFERENCE
+from tests.conformance.breakers_semantics import SEMANTICS
 from tests.conformance.breakers_service import SERVICE
+from tests.conformance.breakers_transport import TRANSPORT
 from tests.conformance.breaking_proxy import IDENTITY, Breaker, BreakingProxy  # noqa: F401 - re-exported
 
-_CATALOGUE: tuple[Breaker, ...] = COMPLETION + FEATURES + ERRORS + SERVICE
+_CATALOGUE: tuple[Breaker, ...] = COMPLETION + FEATURES + ERRORS + SERVICE + OBSERVATIONS + SEMANTICS + TRANSPORT + REFERENCE
 
 # Observable only with the real model: the tiny model's random weights never end a reply before max_tokens
 # and do not repeat words in a way penalties can reduce.

@@ -1,17 +1,23 @@
-"""The suite's HTTP client: strict SSE parsing from raw bytes, stall timeout, evidence and curl lines."""
+"""The suite's HTTP client: strict SSE parsing from raw bytes, stall timeout, evidence and curl lines, and
+transport failures kept apart from answers (retry on a fresh connection, NoAnswer, bounded reads)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from conformance.client import Exchange, Target, TargetUnreachable
-from conformance.config import SuiteConfig
+from conformance.client import Exchange, NoAnswer, Target, TargetUnreachable
+from conformance.config import ConfigError, SuiteConfig, load_config
 from conformance.embedded import free_port
+from conformance.exchange import header_argument
 from conformance.sse import SseParser, parse_sse
+from conformance.transport import TRANSPORT_ANSWER, UNRESPONSIVE_AFTER
 from tests.conformance.rawserver import RawServer, json_answer, sse_head
 
 MODELS = json_answer(200, json.dumps({"object": "list", "data": [{"id": "m1", "object": "model"}]}))
@@ -139,7 +145,7 @@ def test_unreachable_target_raises_a_suite_side_error() -> None:
         Target(SuiteConfig(base_url=f"http://127.0.0.1:{free_port()}"))
 
 
-def test_curl_line_reproduces_the_request_without_the_key() -> None:
+def test_curl_line_reproduces_a_redacted_key_from_the_environment() -> None:
     ex = Exchange("POST", "http://h/v1/chat/completions", {"Content-Type": "application/json", "Authorization": "***"},
                   '{"a": "it\'s"}', 400, {}, "{}", 0.1)
     words = shlex.split(ex.curl())
@@ -221,3 +227,173 @@ def test_burst_sends_everything_at_once_whatever_the_concurrency() -> None:
     assert target.max_in_flight == 1  # the burst takes no slot (only the model discovery did)
     assert len(target.throttled) == 12 and target.throttled[0].header("retry-after") == "2"
     assert target.burst([]) == []
+
+
+# -- exact evidence: only the configured key is redacted ---------------------------------------------
+
+@pytest.mark.parametrize(("sent", "shown"), [
+    ({}, "***"),  # the configured key: redacted, reproduced from $CHATCONFORM_API_KEY
+    ({"Authorization": "Bearer chatconform-wrong-token"}, "Bearer chatconform-wrong-token"),
+    ({"Authorization": "Bearer"}, "Bearer"),  # an empty Bearer (HTTP forbids a trailing space)
+])
+def test_curl_line_sends_the_authorization_that_was_judged(sent: dict[str, str], shown: str) -> None:
+    with RawServer([json_answer(401, '{"error": "no"}')], get_script=[MODELS]) as server:
+        target = make_target(server.base_url, api_key="s3cret")
+        ex = target.chat(target.body(), headers=sent)
+        replay = subprocess.run(["bash", "-c", ex.curl()], env={**os.environ, "CHATCONFORM_API_KEY": "s3cret"},
+                                capture_output=True, timeout=60, check=False)
+        original, replayed = server.received[-2], server.received[-1]
+    assert ex.evidence()["request"]["headers"]["Authorization"] == shown
+    assert replay.returncode == 0, replay.stderr
+    authorization = [line for line in original.split(b"\r\n") if line.lower().startswith(b"authorization:")]
+    assert authorization and authorization[0] in replayed.split(b"\r\n")  # the very header that was judged
+    assert replayed.endswith(original.partition(b"\r\n\r\n")[2])  # and the same body
+    if shown != "***":
+        assert "s3cret" not in ex.curl() and "CHATCONFORM_API_KEY" not in ex.curl()
+
+
+def test_the_key_inside_another_header_value_is_redacted_and_expanded() -> None:
+    assert header_argument("x-api-key", "${CHATCONFORM_API_KEY}") == '"x-api-key: ${CHATCONFORM_API_KEY}"'
+    word = header_argument("x-note", 'a "$b" ${CHATCONFORM_API_KEY}')
+    out = subprocess.run(["bash", "-c", f"printf %s {word}"], env={"CHATCONFORM_API_KEY": "K"}, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out == 'x-note: a "$b" K'
+
+
+# -- transport failures: retried once on a fresh connection, never a status ----------------------------
+
+OK = json_answer(200, json.dumps({"ok": True}), keep_alive=True)
+GARBAGE = [b"\x00\x01 this is not HTTP\r\n\r\n"]
+
+
+def test_a_request_dropped_on_a_kept_alive_connection_is_answered_on_a_fresh_one() -> None:
+    with RawServer([OK], reused="drop") as server:
+        target = make_target(server.base_url)  # GET /v1/models opens the connection, kept alive
+        ex = target.chat()
+    assert (ex.status, ex.connection, server.dropped) == (200, "fresh", 1)
+    log = target.transport
+    assert (log.requests, log.retries, len(log.recovered), log.failures) == (2, 1, 1, [])
+    [event] = log.recovered
+    assert event.reused and event.attempts[0].status == 0 and event.attempts[0].connection == "reused"
+    assert "no HTTP response" in (event.attempts[0].transport_error or "")
+
+
+def test_a_request_never_answered_raises_no_answer_rooted_in_the_transport_clause() -> None:
+    with RawServer(GARBAGE, get_script=[MODELS]) as server:
+        target = make_target(server.base_url)
+        with pytest.raises(NoAnswer) as caught:
+            target.chat()
+        sent = len(server.received)
+    error = caught.value
+    assert error.root == TRANSPORT_ANSWER and "judged by transport.answer.every-request" in error.message
+    assert [ex.status for ex in error.exchanges] == [0, 0]  # the first attempt and the retry on a fresh connection
+    assert sent == 3 and target.transport.retries == 1 and len(target.transport.failures) == 1
+    evidence = error.evidence()[-1]
+    assert evidence["transport_error"].startswith("no HTTP response: RemoteProtocolError")
+    assert evidence["connection"] == "fresh" and evidence["body"].startswith("[no answer: ")
+
+
+def test_consecutive_requests_without_an_answer_stop_the_run_from_sending() -> None:
+    with RawServer(GARBAGE) as server:
+        target = make_target(server.base_url)  # the discovery gets no answer: no model list, not unreachable
+        for _ in range(UNRESPONSIVE_AFTER - 1):
+            with pytest.raises(NoAnswer):
+                target.chat()
+        sent = len(server.received)
+        with pytest.raises(NoAnswer, match="target unresponsive: 3 consecutive requests got no answer"):
+            target.chat_stream(target.body(stream=True))
+        with pytest.raises(NoAnswer) as caught:
+            target.chat()
+        assert len(server.received) == sent  # nothing was sent once the target was unresponsive
+    assert target.models == [] and target.unresponsive is not None
+    assert caught.value.exchanges[-1].transport_error.startswith("not sent: target unresponsive")
+
+
+def test_an_answer_resets_the_count_of_consecutive_failures() -> None:
+    with RawServer(GARBAGE, get_script=[MODELS]) as server:
+        target = make_target(server.base_url)
+        for _ in range(2 * UNRESPONSIVE_AFTER):
+            with pytest.raises(NoAnswer):
+                target.chat()
+            target.get("/v1/models")
+    assert target.unresponsive is None and len(target.transport.failures) == 2 * UNRESPONSIVE_AFTER
+
+
+def huge_body(size: int) -> Iterator[bytes]:
+    """A 200 answer with a body of `size` bytes, produced lazily in 1 MiB pieces."""
+    yield f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+    piece = b"x" * (1 << 20)
+    for _ in range(size >> 20):
+        yield piece
+
+
+def test_a_body_over_the_size_limit_is_cut_and_is_no_answer() -> None:
+    with RawServer(lambda request: huge_body(1 << 30), get_script=[MODELS]) as server:
+        target = make_target(server.base_url, max_response_bytes=1 << 20)
+        with pytest.raises(NoAnswer) as caught:
+            target.chat()
+    [ex] = caught.value.exchanges  # not sent again: it would only cost as much
+    assert ex.status == 0 and ex.headers["content-length"] == str(1 << 30)
+    assert "larger than 1048576 bytes (--max-response-bytes)" in (ex.transport_error or "")
+    assert 64 * 1024 < len(ex.body_text) < 70 * 1024  # what arrived, kept as evidence up to the evidence limit
+
+
+def test_a_stream_over_the_size_limit_is_no_answer() -> None:
+    def endless(request: bytes) -> Iterator[bytes]:
+        yield sse_head()
+        while True:
+            yield event(CHUNK) * 100
+
+    with RawServer(endless, get_script=[MODELS]) as server:
+        target = make_target(server.base_url, max_response_bytes=1 << 20)
+        with pytest.raises(NoAnswer, match="larger than 1048576 bytes"):
+            target.chat_stream(target.body(stream=True))
+
+
+def test_a_body_that_never_ends_meets_the_overall_deadline() -> None:
+    def trickle(request: bytes) -> Iterator[bytes | float]:
+        yield b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+        while True:
+            yield b" "
+            yield 0.05
+
+    with RawServer(trickle, get_script=[MODELS]) as server:
+        target = make_target(server.base_url, timeout=0.5)
+        with pytest.raises(NoAnswer, match="still arriving after 2 s") as caught:
+            target.chat()
+    assert len(caught.value.exchanges) == 1  # not sent again: it would only take as long
+
+
+def test_a_target_that_was_reached_and_then_refuses_connections_gives_no_answer() -> None:
+    with RawServer([MODELS]) as server:
+        target = make_target(server.base_url)
+    with pytest.raises(NoAnswer, match="ConnectError"):  # not TargetUnreachable: it was reached before
+        target.chat()
+
+
+def test_a_stream_without_a_response_head_is_retried_but_a_broken_stream_is_returned() -> None:
+    cut_short = [sse_head(), event(CHUNK)]  # then the connection closes: no [DONE]
+    with RawServer(cut_short, get_script=[MODELS]) as server:
+        target = make_target(server.base_url)
+        stream = target.chat_stream(target.body(stream=True))
+    assert stream.status == 200 and stream.chunks == [CHUNK] and not stream.done
+    assert target.transport.retries == 0  # a response came: the stream clauses judge it
+    with RawServer(GARBAGE, get_script=[MODELS]) as server:
+        target = make_target(server.base_url)
+        with pytest.raises(NoAnswer) as caught:
+            target.chat_stream(target.body(stream=True))
+    assert [ex.status for ex in caught.value.exchanges] == [0, 0]
+
+
+def test_burst_leaves_out_requests_without_an_answer() -> None:
+    with RawServer(GARBAGE, get_script=[MODELS]) as server:
+        target = make_target(server.base_url)
+        answers = target.burst([target.body(max_tokens=1) for _ in range(4)])
+    assert answers == [] and target.transport.burst_unanswered == 4
+    assert target.transport.failures == [] and target.transport.retries == 0  # tolerated, never judged
+
+
+@pytest.mark.parametrize("value", [0, 1023, "many"])
+def test_max_response_bytes_must_be_an_integer_of_at_least_1_kib(value: object) -> None:
+    with pytest.raises(ConfigError, match="max_response_bytes: must be"):
+        load_config({"base_url": "http://h", "max_response_bytes": value})
