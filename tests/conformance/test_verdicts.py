@@ -6,7 +6,7 @@ import pytest
 
 from conformance.client import Exchange
 from conformance.plugin import verdict_for
-from conformance.verdicts import Fail, Ignored, Unsupported, Verdict, unsupported_or_fail
+from conformance.verdicts import Fail, Ignored, NotExercised, Unsupported, Verdict, unsupported_or_fail
 from spec.clauses import Level
 
 
@@ -56,15 +56,19 @@ def test_should_failures_warn_unless_strict_and_ignored_is_kept() -> None:
     assert verdict_for(RuntimeError("suite bug"), Level.MUST, strict=False) is Verdict.ERROR
 
 
-def test_client_checks_skip_only_refused_optional_variants() -> None:
-    """A non-2xx answer to an optional variant is that feature's finding, not the client's; the
-    plain variant and any 200 answer are always the client's to parse."""
-    from conformance.checks.test_clients import _refused
+def test_client_checks_parse_only_answered_variants_and_keep_the_rest_as_not_exercised() -> None:
+    """A non-2xx answer to a variant leaves the client nothing to parse: it is kept as NOT_EXERCISED
+    rooted in the clause that judges that variant, except a clear refusal its root permits
+    (json_object may be refused); a 200 answer is always the client's to parse."""
+    from conformance.checks.test_clients import OPENAI_FORMAT_ROOT, _unanswered
+    from conformance.samples import Deferred
 
     ok = Exchange(method="POST", url="http://127.0.0.1:1/v1/chat/completions", request_headers={},
                   request_body="{}", status=200, headers={}, body_text="not json", elapsed_s=0.01)
-    assert _refused([refusal(500)], "format")
-    assert _refused([refusal(422)], "tools")
-    assert not _refused([refusal(500)], "plain")
-    assert not _refused([ok], "format")
-    assert not _refused([], "format")
+    later = Deferred()
+    assert not _unanswered([ok], "format", OPENAI_FORMAT_ROOT, later) and later.kept is None
+    assert _unanswered([refusal(422)], "format", OPENAI_FORMAT_ROOT, later) and later.kept is None
+    assert _unanswered([refusal(500)], "tools", "tools.choice.required", later)
+    assert later.kept is not None and later.kept.root == "tools.choice.required"
+    with pytest.raises(NotExercised):
+        later.settle()
