@@ -34,15 +34,15 @@ from conformance.embedded import (
     EmbeddedStartError,
     embedded_max_queue,
 )
-from conformance.gate import EXIT_SUITE_ERROR, ExpectFileError, gate, read_expect
-from conformance.plugin import default_report_dir
+from conformance.gate import EXIT_INTERRUPTED, EXIT_SUITE_ERROR, ExpectFileError, gate, read_expect
+from conformance.plugin import OPTION_FIELDS, PREFIX, default_report_dir
 from conformance.progress import ProgressPlugin, failing_table, summary_table
 from conformance.reference.export import ReferenceSetup, add_reference_arguments
 from conformance.repeat import MAX_REPEAT
 from conformance.results import ResultsError, load_results
 
 PLUGIN_MODULE = "conformance.plugin"
-EXIT_INTERRUPTED = 130
+BASE_URL_PLUGIN = "pytest_base_url.plugin"  # --base-url and the base_url fixture come from pytest-base-url
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,19 +123,21 @@ def pytest_args(options: dict[str, Any]) -> list[str]:
     args = ["--pyargs", "conformance.checks", "-p", "no:cacheprovider", "-p", "no:terminal", "-o", "addopts=",
             "--rootdir", str(Path(__file__).resolve().parent)]
     if not _plugin_autoloaded():
-        args += ["-p", PLUGIN_MODULE]
-    flags = {"base_url": "--base-url", "api_key": "--api-key", "model": "--model", "dialect": "--dialect",
-             "profile": "--profile", "timeout": "--request-timeout", "concurrency": "--concurrency",
-             "delay": "--delay", "seed": "--seed", "fuzz_budget": "--fuzz-budget", "fuzz_shrink": "--fuzz-shrink",
-             "burst": "--burst", "report_dir": "--report-dir", "expect_file": "--expect",
-             "max_response_bytes": "--max-response-bytes"}
-    for key, flag in flags.items():
-        if options.get(key) is not None:
-            args += [flag, str(options[key])]
-    for prefix in options.get("clause_prefixes") or ():
-        args += ["--clause", prefix]
-    if options.get("strict"):
-        args.append("--strict-should")
+        args += ["-p", PLUGIN_MODULE, "-p", BASE_URL_PLUGIN]
+    if options.get("base_url") is not None:
+        args += ["--base-url", str(options["base_url"])]  # pytest-base-url's option
+    for name, key in OPTION_FIELDS.items():
+        value = options.get(key)
+        if key == "clause_prefixes":
+            for prefix in value or ():
+                args += [f"--{PREFIX}-clause", prefix]
+        elif key == "strict":
+            if value:
+                args.append(f"--{PREFIX}-strict")
+        elif value is not None:
+            args += [f"--{PREFIX}-{name}", str(value)]
+    if options.get("target_label"):
+        args += [f"--{PREFIX}-target-label", str(options["target_label"])]
     return args
 
 
@@ -179,6 +181,7 @@ def run_check(args: argparse.Namespace) -> int:
             options["base_url"] = embedded.start(
                 on_step=lambda step: console.print(f"  model: {step}", markup=False, highlight=False))
             slug = f"mock-{args.mock_model}"
+            options["target_label"] = f"the embedded mock provider (model {args.mock_model}, int4 weights)"
         else:
             slug = None
         reference.start(embedded is not None, console)
@@ -213,7 +216,9 @@ def run_once(options: dict[str, Any], console: Console, quiet: bool) -> tuple[in
     progress = ProgressPlugin(console, mode=mode)
     code = int(pytest.main(pytest_args(options), plugins=[progress]))
     if progress.interrupted:
-        console.print("chatconform check: interrupted")
+        report = Path(options["report_dir"]) / "index.html"
+        where = f"; partial report, marked interrupted: {report}" if report.exists() else ""
+        console.print(f"chatconform check: interrupted{where}", markup=False)
         return EXIT_INTERRUPTED, code
     if progress.collect_errors:
         console.print(f"chatconform check: the checks could not be collected: {', '.join(progress.collect_errors)}")

@@ -36,10 +36,12 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from conformance import observed
 from conformance.config import SuiteConfig
 from conformance.exchange import EVIDENCE_LIMIT, Exchange, StreamExchange  # noqa: F401 - re-exported
 from conformance.sender import NoAnswer, Sender, TargetUnreachable, redact  # noqa: F401 - re-exported
 from conformance.transport import DEADLINE_FACTOR, TransportLog, read
+from conformance.verdicts import Fail, unsupported_or_fail
 
 STREAM_DEADLINE_FACTOR = DEADLINE_FACTOR
 BURST_START_TIMEOUT_S = 10.0  # the burst's threads wait at most this long for each other before sending
@@ -172,6 +174,8 @@ class Target:
         """
         sent = self.base_headers(headers, content_type if content is not None else None)
         ex = self._sender.send(method, self.url(path), sent, content, retry=retry)
+        if retry:
+            observed.note(ex)
         if ex.status == 200:
             self._note_fingerprint(ex.json)
         elif ex.status in (429, 503):
@@ -190,6 +194,7 @@ class Target:
         sent = self.base_headers(headers, "application/json")
         with self._slot():
             stream = self._sender.stream(self.url(self.chat_path(route)), sent, content)
+        observed.note(stream)
         if stream.chunks:
             self._note_fingerprint(stream.chunks[0])
         if stream.status in (429, 503):
@@ -198,11 +203,6 @@ class Target:
 
     def ok(self, body: dict[str, Any] | None = None, *, feature: str = "request", **kw: Any) -> Exchange:
         """chat() that raises Fail unless 200 + JSON object (Unsupported when a 4xx refuses clearly)."""
-        from conformance.verdicts import (  # verdicts imports Exchange for typing
-            Fail,
-            unsupported_or_fail,
-        )
-
         ex = self.chat(body, **kw)
         if ex.status != 200:
             unsupported_or_fail(ex, feature)

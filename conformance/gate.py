@@ -9,6 +9,7 @@ from typing import Any
 from spec.clauses import load_catalogue
 
 EXIT_OK, EXIT_REGRESSION, EXIT_SUITE_ERROR, EXIT_NOTHING_RAN = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports it
 # Verdicts that break a required clause; UNSUPPORTED (a clear refusal) and SKIPPED do not.
 BREAKING = frozenset({"FAIL", "IGNORED", "ERROR", "FLAKY"})
 
@@ -84,7 +85,11 @@ def gate(doc: dict[str, Any], expected: frozenset[str] = frozenset(), strict: bo
             continue
         if broken and verdict != "ERROR" and required(clause["level"], strict):
             result.regressions.append(cid)
-    if result.errors:
+    if doc.get("interrupted"):
+        result.code, result.reason = EXIT_INTERRUPTED, "the run was interrupted: its verdicts are partial"
+    elif doc.get("unreachable"):
+        result.code, result.reason = EXIT_SUITE_ERROR, f"target unreachable: {doc['unreachable']}"
+    elif result.errors:
         result.code, result.reason = EXIT_SUITE_ERROR, f"suite-side error in {len(result.errors)} clause(s)"
     elif ran == 0:
         result.code, result.reason = EXIT_NOTHING_RAN, "no check was executed"
@@ -100,3 +105,9 @@ def gate(doc: dict[str, Any], expected: frozenset[str] = frozenset(), strict: bo
     if result.not_exercised:
         result.reason += f" ({len(result.not_exercised)} required clause(s) not exercised)"
     return result
+
+
+def gate_of(doc: dict[str, Any]) -> GateResult:
+    """The gate of a results document on its own: the expected failures and --strict it records."""
+    expected = frozenset(c["id"] for c in doc["clauses"] if c.get("expected_failure"))
+    return gate(doc, expected, bool(doc.get("config", {}).get("strict")))

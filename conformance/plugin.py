@@ -1,9 +1,10 @@
 """The pytest plugin: options, clause selection, verdict mapping, result collection and reports.
 
-Loaded through the `pytest11` entry point (`chatconform = conformance.plugin`), it stays inert in
-a session that collects no `@clause` check. Two options differ from the CLI's names because
-pytest and pytest-timeout already own them: `--strict-should` (CLI `--strict`) and
-`--request-timeout` (CLI `--timeout`).
+Loaded through the `pytest11` entry point (`conformance.plugin`), it stays inert in a session
+that collects no `@clause` check, and it is a good neighbour in every other project's pytest run:
+the target comes from pytest-base-url's `--base-url` (its `base_url` fixture and ini value too),
+and every option of ours is namespaced `--chatconform-<name>`, the CLI's option of the same name
+(`--chatconform-strict` is `check --strict`, `--chatconform-timeout` is `check --timeout`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from typing import Any
 
 import pytest
 
+from conformance import observed
 from conformance.client import NoAnswer, Target, TargetUnreachable
 from conformance.config import PROFILES, ConfigError, SuiteConfig, load_config
 from conformance.gate import ExpectFileError, read_expect
 from conformance.registry import clause_of, lookup
-from conformance.results import CheckResult, clause_results, results_document
+from conformance.results import (
+    INTERRUPTED_MESSAGE,
+    NO_CHECK_MESSAGE,
+    CheckResult,
+    clause_results,
+    results_document,
+)
 from conformance.transport import TRANSPORT_ANSWER
 from conformance.verdicts import (
     NOTE_PROPERTY,
@@ -35,49 +43,58 @@ from conformance.verdicts import (
 from spec.clauses import Level
 
 STATE_KEY = pytest.StashKey["RunState"]()
-# option dest -> SuiteConfig field
-_OPTIONS = {
-    "cc_base_url": "base_url", "cc_api_key": "api_key", "cc_model": "model", "cc_dialect": "dialect",
-    "cc_profile": "profile", "cc_clause": "clause_prefixes", "cc_strict": "strict",
-    "cc_timeout": "timeout", "cc_concurrency": "concurrency", "cc_delay": "delay", "cc_seed": "seed",
-    "cc_fuzz_budget": "fuzz_budget", "cc_fuzz_shrink": "fuzz_shrink", "cc_burst": "burst",
-    "cc_report_dir": "report_dir", "cc_expect": "expect_file", "cc_max_response_bytes": "max_response_bytes",
+PREFIX = "chatconform"
+# pytest option name (after --chatconform-) -> SuiteConfig field; each also reads CHATCONFORM_<FIELD>
+OPTION_FIELDS = {
+    "api-key": "api_key", "model": "model", "dialect": "dialect", "profile": "profile", "clause": "clause_prefixes",
+    "strict": "strict", "timeout": "timeout", "concurrency": "concurrency", "delay": "delay", "seed": "seed",
+    "fuzz-budget": "fuzz_budget", "fuzz-shrink": "fuzz_shrink", "burst": "burst",
+    "max-response-bytes": "max_response_bytes", "report-dir": "report_dir", "expect": "expect_file",
 }
+BASE_URL_DEST = "base_url"  # pytest-base-url's option (--base-url, or the base_url ini value)
 TRANSPORT_PREFIX = "transport."  # the transport clauses judge what the whole run recorded: their checks run last
 LOST_MARK = "_chatconform_no_answer"  # set on an exception explained by a request that got no answer
 
 
+def _dest(name: str) -> str:
+    return f"{PREFIX}_{name.replace('-', '_')}"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """The suite's options (each also read from CHATCONFORM_<NAME>)."""
-    group = parser.getgroup("chatconform", "chatconform conformance suite")
-    group.addoption("--base-url", dest="cc_base_url", help="target base URL (without /v1)")
-    group.addoption("--api-key", dest="cc_api_key", help="bearer token (env CHATCONFORM_API_KEY)")
-    group.addoption("--model", dest="cc_model", help="model id sent in requests")
-    group.addoption("--dialect", dest="cc_dialect", choices=("hf", "openai"), help="response_format/error dialect")
-    group.addoption("--profile", dest="cc_profile", choices=sorted(PROFILES), help="named set of clause groups")
-    group.addoption("--clause", dest="cc_clause", action="append", default=[], help="clause ID prefix (repeatable)")
-    group.addoption("--strict-should", dest="cc_strict", action="store_true", default=False,
-                    help="treat SHOULD clauses as MUST")
-    group.addoption("--request-timeout", dest="cc_timeout", type=float, help="per-request and stream stall timeout (s)")
-    group.addoption("--concurrency", dest="cc_concurrency", type=int,
-                    help="at most N requests in flight (default 1); a check's independent requests go N at a time")
-    group.addoption("--delay", dest="cc_delay", type=float,
-                    help="seconds between requests (a start waits this long after the last start or answer)")
-    group.addoption("--seed", dest="cc_seed", type=int, help="seed of every random choice (default 1234)")
-    group.addoption("--fuzz-budget", dest="cc_fuzz_budget", type=int, help="fuzz examples per operation")
-    group.addoption("--fuzz-shrink", dest="cc_fuzz_shrink", type=int,
-                    help="requests a fuzz phase may add to shrink a failure (default 20)")
-    group.addoption("--burst", dest="cc_burst", type=int,
-                    help="concurrent tiny requests sent (up to 3 times) to provoke a 429 (default 16; 0: none)")
-    group.addoption("--max-response-bytes", dest="cc_max_response_bytes", type=int,
-                    help="largest response body read (default 64 MiB); a bigger one is cut: no complete answer")
-    group.addoption("--report-dir", dest="cc_report_dir", help="where to write reports")
-    group.addoption("--expect", dest="cc_expect", help="file of clause IDs known to fail")
+    """The suite's options, all `--chatconform-<name>` (each also read from CHATCONFORM_<NAME>)."""
+    group = parser.getgroup("chatconform", "chatconform conformance suite (the target is --base-url)")
+
+    def add(name: str, help: str, **kwargs: Any) -> None:
+        group.addoption(f"--{PREFIX}-{name}", dest=_dest(name), help=help, **kwargs)
+
+    add("api-key", "bearer token (env CHATCONFORM_API_KEY)")
+    add("model", "model id sent in requests (default: the first id of GET /v1/models)")
+    add("dialect", "response_format/error dialect", choices=("hf", "openai"))
+    add("profile", "named set of clause groups", choices=sorted(PROFILES))
+    add("clause", "clause ID prefix (repeatable)", action="append", default=[])
+    add("strict", "treat SHOULD clauses as MUST", action="store_true", default=False)
+    add("timeout", "per-request and stream stall timeout (s)", type=float)
+    add("concurrency", "at most N requests in flight (default 1); a check's independent requests go N at a time",
+        type=int)
+    add("delay", "seconds between requests (a start waits this long after the last start or answer)", type=float)
+    add("seed", "seed of every random choice (default 1234)", type=int)
+    add("fuzz-budget", "fuzz examples per operation", type=int)
+    add("fuzz-shrink", "requests a fuzz phase may add to shrink a failure (default 20)", type=int)
+    add("burst", "concurrent tiny requests sent (up to 3 times) to provoke a 429 (default 16; 0: none)", type=int)
+    add("max-response-bytes", "largest response body read (default 64 MiB); a bigger one is cut: no complete answer",
+        type=int)
+    add("report-dir", "where to write reports")
+    add("expect", "file of clause IDs known to fail")
+    add("target-label", "how the report names the target (default: its base URL)")
+
+
+_CONFIGS: list[pytest.Config] = []  # the sessions this plugin is in (pytest_keyboard_interrupt gets no config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the clause marker and the run state."""
     config.addinivalue_line("markers", "clause(id): the spec clause a conformance check verifies")
+    _CONFIGS[:] = [config]
     config.stash[STATE_KEY] = RunState(config)
 
 
@@ -96,13 +113,15 @@ class RunState:
     report_dir: Path | None = None
     document: dict[str, Any] | None = None
     lost_before: int = 0  # requests without an answer when the current check began
+    interrupted: bool = False  # Ctrl-C or SIGTERM: the report says so, and which clauses never ran
 
     @property
     def config(self) -> SuiteConfig:
         """The SuiteConfig, built on first use from options, then environment, then defaults."""
         if self._config is None:
-            opts = {field_name: self.pytest_config.getoption(dest) for dest, field_name in _OPTIONS.items()}
+            opts = {field_name: self.pytest_config.getoption(_dest(name)) for name, field_name in OPTION_FIELDS.items()}
             opts["clause_prefixes"] = tuple(opts["clause_prefixes"] or ())
+            opts["base_url"] = self.pytest_config.getoption(BASE_URL_DEST, default=None) or None  # ini unset: ""
             try:
                 self._config = load_config(opts)
             except ConfigError as exc:
@@ -165,6 +184,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     state = session_state(item.config)
     target = state._target
     state.lost_before = len(target.transport.failures) if target is not None else 0
+    observed.reset()
     _stop_if_unresponsive(item, target)
 
 
@@ -254,7 +274,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call":
         if call.excinfo is None:
             note = "; ".join(str(v) for k, v in item.user_properties if k == NOTE_PROPERTY)
-            record = CheckResult(item.nodeid, Verdict.PASS, message=note, duration_s=call.duration)
+            seen = observed.last()
+            record = CheckResult(item.nodeid, Verdict.PASS, message=note, duration_s=call.duration,
+                                 evidence=[seen.evidence()] if seen is not None else [])
         else:
             exc = _explained(call.excinfo.value, clause.level, strict, state)
             verdict = verdict_for(exc, clause.level, strict)
@@ -343,10 +365,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     finished = time.time()
     target = state._target
     selected = suite.selected_clauses()
-    clauses = clause_results(selected, state.checks, state.expected)
+    clauses = clause_results(selected, state.checks, state.expected,
+                             missing=INTERRUPTED_MESSAGE if state.interrupted else NO_CHECK_MESSAGE)
+    label = session.config.getoption(_dest("target-label"), default=None)
     doc = results_document(
         suite_version=suite_version(),
         target={
+            "label": label or suite.base_url,
             "base_url": suite.base_url,
             "models": list(target.models) if target else [],
             "model": target.model if target else suite.model,
@@ -371,7 +396,16 @@ def _run_notes(state: RunState, target: Target | None) -> dict[str, Any] | None:
         notes["unreachable"] = state.unreachable
     if target is not None and target.unresponsive:
         notes["unresponsive"] = target.unresponsive
+    if state.interrupted:
+        notes["interrupted"] = True
     return notes or None
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C (or SIGTERM through the CLI): the report is still written, marked interrupted."""
+    if excinfo.type is KeyboardInterrupt:
+        for config in _CONFIGS:
+            session_state(config).interrupted = True
 
 
 def _iso(ts: float) -> str:

@@ -18,6 +18,7 @@ FORMAT = "chatconform-results"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 NO_CHECK_MESSAGE = "no check yet"
+INTERRUPTED_MESSAGE = "not run: the run was interrupted before this clause"
 
 
 class ResultsError(ValueError):
@@ -111,13 +112,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def clause_results(selected: tuple[Clause, ...], checks: dict[str, list[CheckResult]],
-                   expected: frozenset[str] = frozenset()) -> list[ClauseResult]:
-    """Group check results under the selected clauses; a clause without checks gets a SKIPPED 'no check yet'."""
+                   expected: frozenset[str] = frozenset(), missing: str = NO_CHECK_MESSAGE) -> list[ClauseResult]:
+    """Group check results under the selected clauses; a clause without checks gets a SKIPPED `missing`."""
     out = []
     for clause in selected:
         found = list(checks.get(clause.id, []))
         if not found:
-            found = [CheckResult(nodeid="", verdict=Verdict.SKIPPED, message=NO_CHECK_MESSAGE)]
+            found = [CheckResult(nodeid="", verdict=Verdict.SKIPPED, message=missing)]
         out.append(ClauseResult(clause.id, str(clause.level), clause.group, clause.requirement, found,
                                 expected_failure=clause.id in expected))
     verdicts = {c.id: c.verdict for c in out if c.checks and c.checks[0].nodeid}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from conformance import observed
 from conformance.client import Exchange, StreamExchange, Target
 from conformance.expectations import completion
 from conformance.verdicts import NotApplicable, NotExercised, need, refused_clearly
@@ -105,6 +106,7 @@ class SampleSet:
         NotExercised for a lost one, so that a Fail raised while judging wins."""
         for sample in self.accepted:
             if where is None or where(sample):
+                observed.note(sample.exchange)  # sent in another check's setup: evidence of this one
                 yield sample
         self.need_all(where)
 

@@ -20,6 +20,7 @@ th{background:#f3f3f3;text-align:left}.num{text-align:right}
 .FLAKY{background:#f7b267}.NOT_EXERCISED{background:#cdeff3}
 pre{white-space:pre-wrap;word-break:break-all;background:#f8f8f8;padding:.4em;max-height:24em;overflow:auto;margin:.2em 0}
 details{margin:.2em 0}.filters *{margin-right:.6em}.req{max-width:48em}
+.gate{padding:.6em .8em;border-radius:4px;margin:.5em 0 1em}.gate.ok{background:#d4f4d4}.gate.bad{background:#f8c8c8}
 """
 
 JS = """
@@ -49,12 +50,17 @@ def _badge(verdict: str) -> str:
 def render_html(doc: dict[str, Any]) -> str:
     """Render one run's results document as a standalone HTML page."""
     target = doc.get("target", {})
+    label = target.get("label") or target.get("base_url")
     clauses = doc["clauses"]
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
-        f"<title>chatconform: {_e(target.get('base_url'))}</title><style>{CSS}</style></head><body>",
-        f"<h1>chatconform report: {_e(target.get('base_url'))}</h1>",
-        "<table><tr><th>models</th><td>" + _e(", ".join(target.get("models") or []) or "(none listed)") + "</td></tr>",
+        f"<title>chatconform: {_e(label)}</title><style>{CSS}</style></head><body>",
+        f"<h1>chatconform report: {_e(label)}</h1>",
+        _gate_banner(doc),
+        f"<table><tr><th>target</th><td>{_e(label)}" + (f" at <code>{_e(target.get('base_url'))}</code>"
+                                                        if label != target.get("base_url") else "") + "</td></tr>",
+        "<tr><th>models</th><td>" + _e(", ".join(target.get("models") or []) or "(none listed)")
+        + (f" (requests name <code>{_e(target.get('model'))}</code>)" if target.get("model") else "") + "</td></tr>",
         f"<tr><th>system_fingerprint</th><td>{_e(target.get('system_fingerprint'))}</td></tr>",
         f"<tr><th>suite / spec / catalogue</th><td>{_e(doc.get('suite_version'))} / {_e(doc.get('spec_version'))}"
         f" / {_e(doc.get('catalogue_version'))}</td></tr>",
@@ -66,6 +72,25 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<script>{JS}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _gate_banner(doc: dict[str, Any]) -> str:
+    """What `chatconform check` concludes from this run: exit code and why, the clauses behind it."""
+    gate = doc.get("gate")
+    if not gate:
+        return ""
+    ok = gate["code"] == 0
+    lines = [f"<b>gate: exit {_e(gate['code'])}</b>: {_e(gate['reason'])}"]
+    for key, title in (("regressions", "required clauses that failed"),
+                       ("orphaned", "required clauses not exercised, with no failing root"),
+                       ("errors", "suite-side errors"), ("expected", "expected failures (--expect)"),
+                       ("fixed", "listed in --expect, now passing")):
+        if gate.get(key):
+            lines.append(f"{title}: " + ", ".join(f"<code>{_e(c)}</code>" for c in gate[key]))
+    for note in ("interrupted", "unresponsive", "unreachable"):
+        if doc.get(note):
+            lines.append(f"{note}: {_e(doc[note])}")
+    return f'<div class="gate {"ok" if ok else "bad"}">' + "<br>".join(lines) + "</div>"
 
 
 def _summary_table(clauses: list[dict[str, Any]], summary: dict[str, int]) -> str:
@@ -131,7 +156,7 @@ def _clause_table(clauses: list[dict[str, Any]]) -> str:
 def _evidence(clause: dict[str, Any]) -> str:
     blocks = []
     for check in clause["checks"]:
-        if check["verdict"] in ("PASS", "SKIPPED") or not check.get("nodeid"):
+        if not check.get("nodeid") or (check["verdict"] in ("PASS", "SKIPPED") and not check.get("evidence")):
             continue
         inner = [f"<b>{_e(check['nodeid'])}</b> {_badge(check['verdict'])} {_e(check.get('message'))}"]
         if check.get("expected") is not None or check.get("actual") is not None:

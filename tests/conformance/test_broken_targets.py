@@ -228,8 +228,8 @@ def test_a_fixture_failing_on_a_lost_answer_is_not_exercised_never_an_error(pyte
     report = pytester.path / "report"
     args = [] if _plugin_autoloaded() else ["-p", PLUGIN_MODULE]
     with RawServer(answers_the_session_start_only) as server:
-        result = pytester.runpytest(*args, "-p", "no:cacheprovider", "-v", "--base-url", server.base_url,
-                                    "--request-timeout", "2", "--report-dir", str(report))
+        result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider", "-v", "--base-url", server.base_url,
+                                               "--chatconform-timeout", "2", "--chatconform-report-dir", str(report))
     doc = json.loads((report / "results.json").read_text())
     checks = {c["id"]: c["checks"] for c in doc["clauses"] if c["checks"][0]["nodeid"]}
     for cid in ("response.choices.count", "response.choice.index"):

@@ -72,8 +72,8 @@ def checks_dir(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
     report = pytester.path / "report"
-    result = pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider", "--base-url", "http://127.0.0.1:9",
-                                "--report-dir", str(report), *args)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--base-url", "http://127.0.0.1:9",
+                                "--chatconform-report-dir", str(report), *args)
     doc = json.loads((report / "results.json").read_text()) if (report / "results.json").exists() else {}
     return result, doc
 
@@ -96,17 +96,17 @@ def test_exceptions_map_to_verdicts_and_pytest_outcomes(checks_dir: pytest.Pytes
 
 
 def test_strict_turns_should_failures_into_failures(checks_dir: pytest.Pytester) -> None:
-    result, doc = run(checks_dir, "--strict-should")
+    result, doc = run(checks_dir, "--chatconform-strict")
     assert verdicts(doc)["response.id.unique"] == "FAIL"
     result.assert_outcomes(passed=1, failed=3, skipped=3)
     assert doc["config"]["strict"] is True
 
 
 def test_clause_prefix_and_profile_deselect_other_checks(checks_dir: pytest.Pytester) -> None:
-    result, doc = run(checks_dir, "--clause", "response.id")
+    result, doc = run(checks_dir, "--chatconform-clause", "response.id")
     result.assert_outcomes(failed=1, passed=1, deselected=5)
     assert [c["id"] for c in doc["clauses"]] == ["response.id.present", "response.id.unique"]
-    result, doc = run(checks_dir, "--profile", "headers")
+    result, doc = run(checks_dir, "--chatconform-profile", "headers")
     result.assert_outcomes(skipped=2, deselected=5)
     assert {c["group"] for c in doc["clauses"]} == {"headers"}
     missing = next(c for c in doc["clauses"] if c["id"] == "headers.loading.503")
@@ -116,7 +116,7 @@ def test_clause_prefix_and_profile_deselect_other_checks(checks_dir: pytest.Pyte
 def test_expected_failures_become_xfail(checks_dir: pytest.Pytester) -> None:
     expect = checks_dir.path / "expect.txt"
     expect.write_text("# known\nresponse.id.present  # id\n")
-    result, doc = run(checks_dir, "--expect", str(expect))
+    result, doc = run(checks_dir, "--chatconform-expect", str(expect))
     result.assert_outcomes(passed=2, failed=1, skipped=3, xfailed=1)
     assert next(c for c in doc["clauses"] if c["id"] == "response.id.present")["expected_failure"] is True
 
@@ -129,7 +129,7 @@ from conformance.registry import clause
 def test_x():
     """x"""
 ''')
-    result = pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider", "--base-url", "http://127.0.0.1:9")
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--base-url", "http://127.0.0.1:9")
     result.stdout.fnmatch_lines(["*no.such.clause*no such clause*"])
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
@@ -148,8 +148,8 @@ def test_b(target):
     """needs the target"""
 ''')
     report = pytester.path / "r"
-    result = pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider", "--base-url",
-                                f"http://127.0.0.1:{free_port()}", "--report-dir", str(report))
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--base-url",
+                                f"http://127.0.0.1:{free_port()}", "--chatconform-report-dir", str(report))
     assert result.ret == 2
     assert "target unreachable" in result.stdout.str() + result.stderr.str()
     doc = json.loads((report / "results.json").read_text())
@@ -158,13 +158,37 @@ def test_b(target):
 
 def test_missing_base_url_is_a_usage_error(checks_dir: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CHATCONFORM_BASE_URL", raising=False)
-    result = checks_dir.runpytest(*plugin_args(), "-p", "no:cacheprovider")
+    result = checks_dir.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "base_url: required" in result.stderr.str()
 
 
 def test_plugin_is_inert_without_clause_checks(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
-    result = pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert not Path(pytester.path / "reports").exists()
+
+
+GOOD_NEIGHBOUR = '''
+def pytest_addoption(parser):
+    # options another project's conftest or plugin may own: chatconform must not claim them
+    for name in ("--model", "--seed", "--delay", "--api-key", "--profile", "--clause", "--expect", "--report-dir"):
+        parser.addoption(name)
+
+
+def test_uses_pytest_base_url(base_url, request):
+    assert base_url == "http://app.example:8000"
+    assert request.config.getoption("--model") == "m1"
+'''
+
+
+def test_the_plugin_is_a_good_neighbour_of_pytest_base_url_and_other_plugins(pytester: pytest.Pytester) -> None:
+    """Another project with pytest-base-url and options of the same plain names runs as if we were absent."""
+    pytester.makeconftest(GOOD_NEIGHBOUR.split("\n\n\ndef test_")[0])
+    pytester.makepyfile(test_app="def test_" + GOOD_NEIGHBOUR.split("\n\n\ndef test_")[1])
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "--base-url",
+                                           "http://app.example:8000", "--model", "m1", "--seed", "3")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*1 passed*"])
+    assert not (pytester.path / "reports").exists()  # inert: no report for a project without clause checks
