@@ -193,6 +193,10 @@ def run_check(args: argparse.Namespace) -> int:
 
             return run_repeated(options, args.repeat, expected, config.strict, console, quiet=args.quiet)
         stop, code = run_once(options, console, args.quiet)
+        if stop is None and embedded is not None and not args.mock_open:
+            from conformance.phases import run_open_phase
+
+            stop, _ = run_open_phase(options, embedded, config.dialect, console, args.quiet, run_once)
         return stop if stop is not None else _finish(report_dir, expected, config.strict, code, console)
     except EmbeddedStartError as exc:
         console.print(f"chatconform check: {exc}", markup=False)
@@ -266,7 +270,7 @@ def conclude(doc: dict[str, Any], report_dir: Path, expected: frozenset[str], st
     result = gate(doc, expected, strict)
     out = Console()
     out.print(f"{doc['summary']['checks']} checks over {len(doc['clauses'])} clauses in {doc['duration_s']:.1f} s "
-              f"against {doc['target']['base_url']}", markup=False)
+              f"against {doc['target'].get('label') or doc['target']['base_url']}", markup=False)
     out.print(summary_table(doc, result))
     failing = failing_table(doc, result)
     if failing is not None:
