@@ -34,9 +34,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from reference_model.chat_template import ChatTemplate
-from reference_model.constraints import (
+from reference_model.constraints import Constraint
+from reference_model.engine import Engine, SeqId
+from reference_model.generation import BatchGenerator, Finished, GenerationRequest, TokenEvent
+from reference_model.grammar import (
     CompiledGrammar,
-    Constraint,
     JsonSchema,
     Regex,
     ToolChoice,
@@ -45,8 +47,6 @@ from reference_model.constraints import (
     compile_constraint,
     compile_response_format,
 )
-from reference_model.engine import Engine, SeqId
-from reference_model.generation import BatchGenerator, Finished, GenerationRequest, TokenEvent
 from reference_model.sampling import SamplingParams
 from reference_model.tokenizer import Tokenizer
 

@@ -72,7 +72,8 @@ class EmbeddedMock:
         """The child's command line."""
         cmd = [sys.executable, "-m", "mock_server", "--host", "127.0.0.1", "--port", str(self.port),
                "--model", self.model, "--load-delay", str(self.load_delay), "--log-level", "warning",
-               "--max-batch", str(self.max_batch), "--max-queue", str(self.max_queue)]
+               "--max-batch", str(self.max_batch), "--max-queue", str(self.max_queue),
+               "--strict-models"]  # unknown model ids get 404, so the suite can judge errors.model.unknown-route
         return cmd + self.extra_args  # the API key travels in the environment, not on a visible command line
 
     def start(self, on_step: Callable[[str], None] | None = None) -> str:

@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mock_server.config import ServerConfig
-from mock_server.scheduler import Scheduler, Ticket
+from mock_server.engine_errors import api_error
+from mock_server.scheduler import Describe, Scheduler, Ticket
 from reference_model.chat_template import ChatTemplate
 from reference_model.generation import BatchGenerator, GenerationRequest
 from reference_model.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # the engine (onnxruntime) is imported where a model is loaded, not with this module
+    from reference_model.engine import EngineOptions
 
 log = logging.getLogger("mock_server.backend")
 
@@ -51,7 +55,7 @@ class Backend(Protocol):
     tokenizer: Tokenizer
     template: ChatTemplate
 
-    def submit(self, requests: Sequence[GenerationRequest]) -> Ticket:
+    def submit(self, requests: Sequence[GenerationRequest], describe: Describe = api_error) -> Ticket:
         """Queue one generation per choice; raises Overloaded when full."""
         ...
 
@@ -75,9 +79,9 @@ class EngineBackend:
         self.generator = generator
         self.scheduler = Scheduler(generator, max_batch=info.max_batch, max_queue=max_queue)
 
-    def submit(self, requests: Sequence[GenerationRequest]) -> Ticket:
-        """Queue one generation per choice; raises Overloaded when full."""
-        return self.scheduler.submit(requests)
+    def submit(self, requests: Sequence[GenerationRequest], describe: Describe = api_error) -> Ticket:
+        """Queue one generation per choice; raises Overloaded when full (describe: see Scheduler.submit)."""
+        return self.scheduler.submit(requests, describe)
 
     def stats(self) -> dict[str, int]:
         """Counters: running, waiting, outstanding, steps, tokens."""
@@ -105,8 +109,8 @@ def load_backend(config: ServerConfig, *, work_dir: Path | None = None,
 
     tokenizer = Tokenizer.load()
     template = ChatTemplate.load()
-    options = {"device": config.device, "threads": config.threads, "max_batch": config.max_batch,
-               "spin": config.spin}
+    options: EngineOptions = {"device": config.device, "threads": config.threads, "max_batch": config.max_batch,
+                              "spin": config.spin}
     if config.model == "tiny":
         from reference_model.tiny import TINY_SEED, build_tiny
 

@@ -5,7 +5,7 @@ draw, so it is never cached. What is kept is the generation (each choice's token
 finish), not a rendered body, so one entry answers a request streamed or not: a streamed hit is
 replayed as a normal stream, one chunk per token. The key is the canonical JSON of the request
 body (keys sorted) without `stream` and `stream_options`, which change how the answer is sent,
-not what is generated; so the same request in another key order hits too. Only a generation that
+not what is generated, and `user`, which changes nothing; so the same request in another key order hits too. Only a generation that
 ran to its end is stored (not one cut by an error, a fault or a client that went away).
 `x-use-cache: false` skips the cache both ways. A hit gets a fresh id and created time, and the
 response header `x-cache: hit`.
@@ -24,7 +24,8 @@ from mock_server.render import ChoiceResult
 from mock_server.request import ChatRequest
 from reference_model.generation import Finished, TokenEvent
 
-DELIVERY_FIELDS = ("stream", "stream_options")  # how the answer is sent, not what is generated
+# How the answer is sent (stream, stream_options), or who asked (user): not what is generated.
+DELIVERY_FIELDS = ("stream", "stream_options", "user")
 
 
 def is_deterministic(request: ChatRequest) -> bool:
@@ -33,7 +34,7 @@ def is_deterministic(request: ChatRequest) -> bool:
 
 
 def cache_key(body: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of the body's generation fields (all but stream and stream_options)."""
+    """sha256 of the canonical JSON of the body's generation fields (all but DELIVERY_FIELDS)."""
     fields = {name: value for name, value in body.items() if name not in DELIVERY_FIELDS}
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from aiohttp import web
 
 from mock_server.backend import Backend
 from mock_server.cache import Generation
+from mock_server.engine_errors import api_error
 from mock_server.errors import ApiError, GenerationFailed, InternalError, envelope
-from mock_server.faults import NO_FAULTS, Faults, InjectedFault, break_body
+from mock_server.faults import NO_FAULTS, Fault, Faults, InjectedFault, break_body
 from mock_server.keepalive import PacedWriter
 from mock_server.plan import Plan
 from mock_server.render import (
@@ -37,7 +39,7 @@ from mock_server.render import (
     usage_of,
 )
 from mock_server.request import ChatRequest
-from mock_server.scheduler import Admitted, ChoiceEvent, Ticket
+from mock_server.scheduler import Admitted, ChoiceEvent, Ticket, TicketItem
 from reference_model.generation import Finished, TokenEvent
 
 log = logging.getLogger("mock_server.chat")
@@ -53,7 +55,7 @@ class EventSource(Protocol):
 
     closed: bool
 
-    async def next(self, timeout: float | None = None) -> Any:
+    async def next(self, timeout: float | None = None) -> TicketItem:
         """The next item (an ApiError is raised); TimeoutError when none comes within `timeout` seconds."""
         ...
 
@@ -66,11 +68,14 @@ class Replay:
     """A cached generation played back as a ticket would: each choice's tokens, then its finish."""
 
     def __init__(self, generation: Generation) -> None:
-        self._items = deque(ChoiceEvent(index, event) for index, choice in enumerate(generation.choices)
-                            for event in (*choice.tokens, choice.finished))
+        events: list[ChoiceEvent] = []
+        for index, choice in enumerate(generation.choices):
+            events += [ChoiceEvent(index, token) for token in choice.tokens]
+            events.append(ChoiceEvent(index, choice.finished))
+        self._items = deque(events)
         self.closed = False
 
-    async def next(self, timeout: float | None = None) -> Any:
+    async def next(self, timeout: float | None = None) -> TicketItem:
         """The next event (always at hand)."""
         return self._items.popleft()
 
@@ -125,7 +130,7 @@ async def collect(source: EventSource, n: int) -> list[ChoiceResult]:
 
 async def admit(backend: Backend, plan: Plan) -> Ticket:
     """Submit the plan and wait until the generator accepted it (errors raise before any response)."""
-    ticket = backend.submit(plan.requests)
+    ticket = backend.submit(plan.requests, functools.partial(api_error, names=plan.fields))
     try:
         item = await ticket.next()
     except BaseException:
@@ -170,7 +175,7 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
         await response.prepare(http)
         for i in range(n):
             role = render.role(i)
-            if "no-role" in faults:
+            if Fault.NO_ROLE in faults:
                 role["choices"][0]["delta"].pop("role")
             await send(role)
         left = n
@@ -189,9 +194,12 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
                 if faults.slow_s:
                     await out.pause(faults.slow_s)
                 logprobs = [event.logprob] if event.logprob is not None else None
-                if event.text or logprobs:
+                if event.tool_calls:
+                    for chunk in render.tool_calls(index, event.tool_calls, logprobs):
+                        await send(chunk)
+                elif event.text or logprobs:
                     await send(render.delta(index, {"content": event.text}, logprobs=logprobs))
-                    if "error-mid-stream" in faults:
+                    if Fault.ERROR_MID_STREAM in faults:
                         failure = InjectedFault("injected fault: the stream failed after it began")
                         await out.write(sse(envelope(failure, error_style)))
                         await response.write_eof()
@@ -201,14 +209,12 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
             left -= 1
             if event.text:
                 await send(render.delta(index, {"content": event.text}))
-            if event.tool_calls:
-                await send(render.tool_calls(index, event.tool_calls))
-            for _ in range(2 if "double-finish" in faults else 1):
+            for _ in range(2 if Fault.DOUBLE_FINISH in faults else 1):
                 await send(render.delta(index, {}, finish_reason=event.reason.value))
         source.closed = True
-        if request.include_usage and "no-usage-chunk" not in faults:
+        if request.include_usage and Fault.NO_USAGE_CHUNK not in faults:
             await send(render.usage(usage_of(answer.prompt_tokens, results)))
-        if "no-done" not in faults:
+        if Fault.NO_DONE not in faults:
             await out.write(SSE_DONE)
         await response.write_eof()
         answer.completed(results)
@@ -222,9 +228,9 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
     except Exception as exc:  # a bug after the 200 was sent: the spec's final error event
         log.exception("stream %s failed", ident.id)
         if response.prepared:
-            failure = InternalError(f"the stream failed: {type(exc).__name__}")
+            bug = InternalError(f"the stream failed: {type(exc).__name__}")
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write(sse(envelope(failure, error_style)))
+                await response.write(sse(envelope(bug, error_style)))
                 await response.write_eof()
         else:
             raise

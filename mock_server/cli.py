@@ -29,7 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="logging level (default info)")
     parser.add_argument("--error-style", choices=ERROR_STYLES,
-                        help="error envelope: hf {error, error_type} (default) or openai {error: {...}}")
+                        help="error envelope: auto (default: openai for the OpenAI SDKs, hf for every other "
+                             "client), hf {error, error_type}, or openai {error: {message, type, param, code}}")
+    parser.add_argument("--strict-models", action="store_true", default=None,
+                        help="serve only the model's own id and the --alias ids; any other model id gets 404 "
+                             "(default: any model id is served as an alias of the loaded model)")
+    parser.add_argument("--alias", dest="aliases", action="append", metavar="MODEL_ID",
+                        help="another id for the served model, listed by GET /v1/models (repeatable; "
+                             "CHATCONFORM_MOCK_ALIASES takes a comma-separated list)")
     parser.add_argument("--max-batch", type=int, help="sequences decoded together (default 8)")
     parser.add_argument("--max-queue", type=int, help="requests waiting beyond the batch before 429 (default 32)")
     parser.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB); more gets 413")
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `serve` to the chatconform command."""
     parser = subparsers.add_parser("serve", help="run the mock provider (real model) on a local port",
                                    description=DESCRIPTION)

@@ -39,7 +39,7 @@ class ServerConfig:
     device: str = "auto"
     threads: int | None = None  # ONNX Runtime intra-op threads; None: one per core
     log_level: str = "info"
-    error_style: str = "hf"
+    error_style: str = "auto"  # the envelope: hf, openai, or auto (each client's own; see errors.py)
     max_batch: int = 8  # sequences decoded together in one step
     max_queue: int = 32  # admitted requests waiting for a batch slot; more get 429
     max_body_bytes: int = 8 * 1024 * 1024
@@ -52,6 +52,8 @@ class ServerConfig:
     keepalive: float = 15.0  # seconds of silence in a stream before a `: keep-alive` SSE comment; 0: never
     spin: bool = True  # idle ONNX Runtime intra-op threads spin-wait (False: they sleep)
     record_requests: bool = False  # keep the last requests (request_log.py), readable at GET /mock/requests
+    strict_models: bool = False  # only the served id and `aliases` are served; other model ids get 404
+    aliases: tuple[str, ...] = ()  # more ids for the served model, listed by GET /v1/models
 
     def public(self) -> dict[str, Any]:
         """The effective configuration for reports and /info, the API key masked."""
@@ -113,6 +115,16 @@ def _bool(name: str, value: Any) -> bool:
     raise ConfigError(f"{name}: must be a boolean (true/false/1/0), got {value!r}")
 
 
+def _ids(name: str, value: Any) -> tuple[str, ...]:
+    # A comma-separated string (an environment variable) or a list (repeated --alias flags).
+    items = value.split(",") if isinstance(value, str) else list(value)
+    ids = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    bad = [item for item in ids if any(c.isspace() for c in item)]
+    if bad:
+        raise ConfigError(f"{name}: model ids hold no whitespace, got {bad[0]!r}")
+    return ids
+
+
 PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "host": _text, "port": _int(0, 65535), "model": _choice(MODELS), "weights": _choice(WEIGHTS),
     "api_key": _text, "device": _choice(DEVICES), "threads": _int(1, 1024), "log_level": _choice(LOG_LEVELS),
@@ -120,6 +132,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_body_bytes": _int(1024), "load_delay": _float(0.0), "cache_size": _int(0),
     "allow_remote_images": _bool, "max_image_bytes": _int(1), "max_image_pixels": _int(1),
     "allow_faults": _bool, "keepalive": _float(0.0), "record_requests": _bool, "spin": _bool,
+    "strict_models": _bool, "aliases": _ids,
 }
 
 

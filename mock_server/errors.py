@@ -1,16 +1,25 @@
 """The mock server's one error hierarchy and its one mapping to a status and an envelope.
 
 Every failure the server reports is an `ApiError`. `envelope(error, style)` turns it into the
-JSON body, in Hugging Face's shape `{"error": "...", "error_type": "..."}` (style `hf`, the
-default) or OpenAI's `{"error": {"message", "type", "param", "code"}}` (style `openai`). The same
-body is sent as a JSON response before a stream starts and as the last SSE event after it began.
+JSON body, in Hugging Face's shape `{"error": "...", "error_type": "..."}` (style `hf`) or
+OpenAI's `{"error": {"message", "type", "param", "code"}}` (style `openai`). The same body is sent
+as a JSON response before a stream starts and as the last SSE event after it began.
+
+The server's configured style may also be `auto` (the default): each request gets the envelope its
+client reads (`request_style`). The official openai SDKs read only OpenAI's shape (with the hf one
+they show nothing but "Error code: 404"), and huggingface_hub reads the hf one best (an OpenAI
+envelope shows as a dict's repr). An OpenAI SDK is recognised by the `x-stainless-lang` header
+every Stainless-generated SDK sends, or a User-Agent naming OpenAI (`OpenAI/Python 2.x`,
+`AsyncOpenAI/Python ...`, `OpenAI/JS ...`); every other client gets the hf envelope.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-ERROR_STYLES = ("hf", "openai")
+ENVELOPES = ("hf", "openai")
+ERROR_STYLES = ("auto", *ENVELOPES)
 
 
 class ApiError(Exception):
@@ -106,19 +115,20 @@ class InternalError(ApiError):
     status, error_type, openai_type, code = 500, "internal", "server_error", "internal_error"
 
 
-def model_error(exc: Exception, default_param: str | None = None) -> ValidationFailed:
-    """A model-side refusal of a request (an exception with optional `param`/`rule`) as a 422."""
-    param = getattr(exc, "param", None) or default_param
-    rule = getattr(exc, "rule", None) or type(exc).__name__
-    text = str(exc)
-    where = f"$.{param}: " if param and not text.startswith(param) else ""
-    return ValidationFailed(f"{where}{text} [rule: {rule}]", param=param)
+def request_style(configured: str, headers: Mapping[str, str]) -> str:
+    """The envelope (`hf` or `openai`) for one request: the configured one, or with `auto` the client's."""
+    if configured != "auto":
+        return configured
+    agent = headers.get("User-Agent", "").lower()
+    if "x-stainless-lang" in headers or agent.startswith(("openai/", "asyncopenai/")) or " openai/" in agent:
+        return "openai"
+    return "hf"
 
 
 def envelope(error: ApiError, style: str = "hf") -> dict[str, Any]:
-    """The JSON error body of `error` in `style` (`hf` or `openai`)."""
-    if style not in ERROR_STYLES:
-        raise ValueError(f"error style must be one of {ERROR_STYLES}, got {style!r}")
+    """The JSON error body of `error` in envelope `style` (`hf` or `openai`)."""
+    if style not in ENVELOPES:
+        raise ValueError(f"error envelope must be one of {ENVELOPES}, got {style!r}")
     if style == "openai":
         body: dict[str, Any] = {"error": {"message": error.message, "type": error.openai_type,
                                           "param": error.param, "code": error.code}}

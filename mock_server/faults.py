@@ -21,16 +21,33 @@ so a fault is never applied, or dropped, by surprise. The header holds comma-sep
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
 from mock_server.errors import ApiError, BadRequest
 
-FAULT_NAMES = ("http-500", "stall", "slow", "wrong-content-type", "no-id", "bad-usage", "no-role", "double-finish",
-               "no-usage-chunk", "error-mid-stream", "no-done")
+
+class Fault(str, enum.Enum):
+    """The faults `x-mock-fault` names; code tests them as members, so a misspelt name cannot exist."""
+
+    HTTP_500 = "http-500"
+    STALL = "stall"
+    SLOW = "slow"
+    WRONG_CONTENT_TYPE = "wrong-content-type"
+    NO_ID = "no-id"
+    BAD_USAGE = "bad-usage"
+    NO_ROLE = "no-role"
+    DOUBLE_FINISH = "double-finish"
+    NO_USAGE_CHUNK = "no-usage-chunk"
+    ERROR_MID_STREAM = "error-mid-stream"
+    NO_DONE = "no-done"
+
+
+FAULT_NAMES = tuple(f.value for f in Fault)
 MAX_STALL_S = 120.0
 MAX_SLOW_S = 10.0  # per token
-DELAY_LIMITS = {"stall": MAX_STALL_S, "slow": MAX_SLOW_S}  # the faults that take seconds, and their bound
+DELAY_LIMITS = {Fault.STALL: MAX_STALL_S, Fault.SLOW: MAX_SLOW_S}  # the faults that take seconds, and their bound
 
 
 class InjectedFault(ApiError):
@@ -43,12 +60,15 @@ class InjectedFault(ApiError):
 class Faults:
     """The faults one request asked for."""
 
-    names: frozenset[str] = frozenset()
+    names: frozenset[Fault] = frozenset()
     stall_s: float = 0.0  # before the first byte
     slow_s: float = 0.0  # before every token
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.names
+    def __contains__(self, fault: object) -> bool:
+        # Only members: a plain string (a typo among them) would otherwise be silently never found.
+        if not isinstance(fault, Fault):
+            raise TypeError(f"ask for a Fault member, got {fault!r}")
+        return fault in self.names
 
 
 NO_FAULTS = Faults()
@@ -61,23 +81,24 @@ def parse_faults(header: str | None, allowed: bool) -> Faults:
     if not allowed:
         raise BadRequest("x-mock-fault: fault injection is disabled on this server (start it with --allow-faults)",
                          param="x-mock-fault")
-    names: set[str] = set()
+    names: set[Fault] = set()
     delays = dict.fromkeys(DELAY_LIMITS, 0.0)
     for item in header.split(","):
         name, _, value = item.strip().partition("=")
         if name not in FAULT_NAMES:
             raise BadRequest(f"x-mock-fault: unknown fault {name!r}; known: {', '.join(FAULT_NAMES)}",
                              param="x-mock-fault")
-        if name in DELAY_LIMITS:
-            delays[name] = _seconds(name, value, item.strip())
+        fault = Fault(name)
+        if fault in DELAY_LIMITS:
+            delays[fault] = _seconds(fault, value, item.strip())
         elif value:
             raise BadRequest(f"x-mock-fault: {name} takes no value, got {item.strip()!r}", param="x-mock-fault")
-        names.add(name)
-    return Faults(frozenset(names), stall_s=delays["stall"], slow_s=delays["slow"])
+        names.add(fault)
+    return Faults(frozenset(names), stall_s=delays[Fault.STALL], slow_s=delays[Fault.SLOW])
 
 
-def _seconds(name: str, value: str, item: str) -> float:
-    limit = DELAY_LIMITS[name]
+def _seconds(fault: Fault, value: str, item: str) -> float:
+    name, limit = fault.value, DELAY_LIMITS[fault]
     try:
         seconds = float(value)
     except ValueError:
@@ -94,9 +115,9 @@ def break_body(body: dict[str, Any], faults: Faults) -> dict[str, Any]:
     if not faults.names:
         return body
     out = dict(body)
-    if "no-id" in faults:
+    if Fault.NO_ID in faults:
         out.pop("id", None)
     usage = out.get("usage")
-    if "bad-usage" in faults and isinstance(usage, dict):
+    if Fault.BAD_USAGE in faults and isinstance(usage, dict):
         out["usage"] = {**usage, "total_tokens": usage["total_tokens"] + 1}
     return out

@@ -119,4 +119,4 @@ def describe_image(data: bytes, param: str, *, max_pixels: int) -> str:
     # The average colour of a small thumbnail: cheap, and the same for the same image everywhere.
     small = np.asarray(image.convert("RGB").resize((8, 8), Image.Resampling.BOX), dtype=np.float64)  # [8, 8, 3]
     mean = small.reshape(-1, 3).mean(axis=0)
-    return f"[image: {kind}, {width}x{height} pixels, mostly {nearest_colour(tuple(mean))}]"  # type: ignore[arg-type]
+    return f"[image: {kind}, {width}x{height} pixels, mostly {nearest_colour(tuple(mean))}]"

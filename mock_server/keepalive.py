@@ -11,17 +11,18 @@ stalled answer stays silent and a client's read timeout fires, as against a dead
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 
 from mock_server.render import SSE_KEEPALIVE
+from mock_server.scheduler import TicketItem
 
 
 class Source(Protocol):
     """Where a stream's items come from (a live ticket or a cached replay)."""
 
-    async def next(self, timeout: float | None = None) -> Any:
+    async def next(self, timeout: float | None = None) -> TicketItem:
         """The next item; TimeoutError when none comes within `timeout` seconds."""
         ...
 
@@ -46,7 +47,7 @@ class PacedWriter:
     def _quiet_left(self) -> float:
         return self._last + self.interval - self._loop.time()
 
-    async def next(self, source: Source) -> Any:
+    async def next(self, source: Source) -> TicketItem:
         """The source's next item, sending keep-alive comments while it keeps the stream silent."""
         if self.interval <= 0:
             return await source.next()

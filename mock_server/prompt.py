@@ -7,9 +7,10 @@ written into text here, the same way for every request:
   image (see `images.py`) in brackets, at its place;
 * `developer` is a `system` message; a message `name` prefixes its content as `name: `;
 * tools (unless tool_choice is `none`): a system-message preamble, `tool_prompt` first, then the
-  tools' definitions as JSON lines inside `<tools>`, then the calling convention (Hermes style,
-  one call per response: the format `reference_model.constraints` generates). It is appended to the first system
-  message, or becomes the first message when there is none;
+  tools' definitions as JSON lines inside `<tools>`, then the calling convention (Hermes style:
+  the format `reference_model.tool_calls` reads; one block per call, several when
+  parallel_tool_calls is on). It is appended to the first system message, or becomes the first
+  message when there is none;
 * an assistant message's tool calls: its content, then one `<tool_call>` block per call;
 * a `tool` message: a `user` turn holding `<tool_response>` with the function's name (found from
   the `tool_call_id`) and the result.
@@ -22,12 +23,13 @@ from collections.abc import Callable
 
 from mock_server.request import ChatRequest, ImagePart, Message, TextPart
 
-# One call per response: the grammar (reference_model.constraints) allows a single block.
 DEFAULT_TOOL_PROMPT = ("You may call a function to answer the user. "
                        "The functions you can call are listed below.")
-CALLING_CONVENTION = ("To call a function, reply with this block and nothing else:\n"
-                      "<tool_call>\n{\"name\": <function name>, \"arguments\": <arguments as a JSON object>}\n"
-                      "</tool_call>")
+CALL_BLOCK = "<tool_call>\n{\"name\": <function name>, \"arguments\": <arguments as a JSON object>}\n</tool_call>"
+# The grammar allows one block, or with parallel_tool_calls several: the prompt says the same.
+CALLING_CONVENTION = "To call a function, reply with this block and nothing else:\n" + CALL_BLOCK
+# Short on purpose: two tools, a question and a call must fit a 256-token context (the tiny model's).
+PARALLEL_CALLING_CONVENTION = "To call functions, reply with one block per call and nothing else:\n" + CALL_BLOCK
 
 # An image part -> the text that stands for it in the prompt (raises ApiError when unusable).
 Describer = Callable[[ImagePart, str], str]
@@ -60,7 +62,7 @@ def tool_preamble(request: ChatRequest) -> str:
             fn["description"] = tool.description
         fn["parameters"] = tool.parameters if tool.parameters is not None else {"type": "object"}
         lines.append(json.dumps({"type": "function", "function": fn}, ensure_ascii=False))
-    lines += ["</tools>", CALLING_CONVENTION]
+    lines += ["</tools>", PARALLEL_CALLING_CONVENTION if request.parallel_tool_calls else CALLING_CONVENTION]
     return "\n".join(lines)
 
 

@@ -7,11 +7,14 @@ Registered through the `pytest11` entry point (or `-p mock_server.pytest_plugin`
 - `chatconform_requests` (function): that server's `RequestLog`, cleared when the test starts,
   so it holds what this test's code sent: `.all()`, `.last()`, `.chat()`, `.chat_bodies()`,
   `.clear()`; each entry a `RecordedRequest` (method, path, query, headers with credentials
-  redacted, the JSON body or the text, the answer's status, whether it streamed, the time).
+  redacted, the JSON body or the text, the answer's status, whether it streamed, the time);
+- `chatconform_providers` (function): huggingface_hub's Inference Providers routing pointed at that
+  server for the test (hub_routing.py), so `InferenceClient(provider="cerebras", ...)` and the
+  auto-router reach the mock unchanged; yields the base URL.
 
 The server's configuration comes from the environment like `chatconform serve`
 (CHATCONFORM_MOCK_MODEL=tiny for a fast random-weight model; the SmolLM2 reference by default), with
-`--chatconform-model` to override the model; host and port are always 127.0.0.1 and a free port,
+`--chatconform-mock-model` to override the model; host and port are always 127.0.0.1 and a free port,
 and requests are always recorded (the log keeps the last 1000).
 """
 
@@ -32,8 +35,8 @@ READY_TIMEOUT_S = 600.0  # the first use of the reference model may convert it (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """--chatconform-model: which model the session server runs."""
-    parser.addoption("--chatconform-model", choices=MODELS, default=None,
+    """--chatconform-mock-model: which model the session server runs."""
+    parser.addoption("--chatconform-mock-model", choices=MODELS, default=None,
                      help="model of the chatconform_server fixture (default: CHATCONFORM_MOCK_MODEL, else smollm2)")
 
 
@@ -48,7 +51,7 @@ def chatconform_server_thread(request: pytest.FixtureRequest) -> Iterator[Server
         pytest.fail(str(exc), pytrace=False)
     from mock_server.server import ServerThread
 
-    config = load_config({"host": "127.0.0.1", "port": 0, "model": request.config.getoption("--chatconform-model"),
+    config = load_config({"host": "127.0.0.1", "port": 0, "model": request.config.getoption("--chatconform-mock-model"),
                           "record_requests": True})
     with ServerThread(config) as server:
         server.wait_ready(READY_TIMEOUT_S)
@@ -59,6 +62,15 @@ def chatconform_server_thread(request: pytest.FixtureRequest) -> Iterator[Server
 def chatconform_server(chatconform_server_thread: ServerThread) -> str:
     """The base URL of a ready mock server for this session."""
     return chatconform_server_thread.base_url
+
+
+@pytest.fixture()
+def chatconform_providers(chatconform_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """huggingface_hub's provider routing sent to the session's server for this test; the server's base URL."""
+    from mock_server.hub_routing import route_hub_to
+
+    route_hub_to(chatconform_server, monkeypatch)
+    return chatconform_server
 
 
 @pytest.fixture()

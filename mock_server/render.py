@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_model.generation import Finished, TokenEvent, ToolCallOut
+from reference_model.generation import Finished, TokenEvent, ToolCallDelta, ToolCallOut
 from reference_model.logprobs import TokenLogprob
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -131,16 +131,38 @@ class ChunkRenderer:
         """The first chunk of a choice: the role, and empty content."""
         return self.delta(index, {"role": "assistant", "content": ""})
 
-    def tool_calls(self, index: int, calls: tuple[ToolCallOut, ...]) -> dict[str, Any]:
-        """Every call of a choice, each whole in its first (and only) fragment."""
-        fragments = [{"index": i, **tool_call_json(c)} for i, c in enumerate(calls)]
-        return self.delta(index, {"tool_calls": fragments})
+    def tool_calls(self, index: int, deltas: tuple[ToolCallDelta, ...],
+                   logprobs: list[TokenLogprob] | None = None) -> list[dict[str, Any]]:
+        """The chunks of one token's tool-call deltas: one chunk per call, its fragments joined.
+
+        A call's first fragment carries its id, type and name (once); later ones its argument text only.
+        """
+        chunks = []
+        for fragment in merge_deltas(deltas):
+            chunks.append(self.delta(index, {"tool_calls": [fragment]}, logprobs=logprobs))
+            logprobs = None  # on the token's first chunk only
+        return chunks
 
     def usage(self, usage: Usage) -> dict[str, Any]:
         """The usage-only chunk before [DONE]."""
         chunk = self._chunk([])
         chunk["usage"] = usage.to_json()
         return chunk
+
+
+def merge_deltas(deltas: tuple[ToolCallDelta, ...]) -> list[dict[str, Any]]:
+    """Tool-call fragments, consecutive deltas of one call joined into one fragment."""
+    out: list[dict[str, Any]] = []
+    for delta in deltas:
+        if out and out[-1]["index"] == delta.index and delta.name is None:
+            out[-1]["function"]["arguments"] += delta.arguments
+            continue
+        fragment: dict[str, Any] = {"index": delta.index, "function": {"arguments": delta.arguments}}
+        if delta.name is not None:
+            fragment = {"index": delta.index, "id": delta.id, "type": "function",
+                        "function": {"name": delta.name, "arguments": delta.arguments}}
+        out.append(fragment)
+    return out
 
 
 def sse(payload: dict[str, Any]) -> bytes:

@@ -3,7 +3,10 @@
 Order: parse JSON (400 when malformed or not an object), validate against the spec's
 `ChatCompletionRequest` (422 naming parameter, rule and value), refuse unknown top-level fields
 (422; the spec lets servers refuse them and this mock does), then build the dataclasses below.
-Explicit `null` for an optional field means the same as leaving it out.
+Explicit `null` for an optional field means the same as leaving it out. OpenAI's newer fields are
+honoured: `max_completion_tokens` is `max_tokens` under its new name (both at once: 422, by the
+spec's schema), `parallel_tool_calls` bounds the calls of one answer, `user` is kept (the request
+log has it) and changes nothing in the answer.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ class ChatRequest:
     presence_penalty: float = 0.0
     logprobs: bool = False
     top_logprobs: int = 0
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # max_tokens, or max_completion_tokens (the spec refuses both at once)
+    max_tokens_param: str = "max_tokens"  # which of the two the client sent, for error messages
     n: int = 1
     logit_bias: tuple[tuple[int, float], ...] = ()
     reasoning_effort: str | None = None
@@ -108,6 +112,8 @@ class ChatRequest:
     tools: tuple[FunctionTool, ...] = ()
     tool_choice: ToolChoiceIn | None = None
     tool_prompt: str | None = None
+    parallel_tool_calls: bool = True  # OpenAI's default: several calls in one answer
+    user: str | None = None  # the end-user's id: recorded, no effect
 
 
 def known_fields() -> frozenset[str]:
@@ -173,6 +179,7 @@ def build_request(body: dict[str, Any]) -> ChatRequest:
     stop = body.get("stop")
     stream_options = body.get("stream_options") or {}
     bias = body.get("logit_bias") or {}
+    tokens_param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     return ChatRequest(
         messages=messages,
         model=body.get("model"),
@@ -180,7 +187,8 @@ def build_request(body: dict[str, Any]) -> ChatRequest:
         presence_penalty=float(_opt(body, "presence_penalty", 0.0)),
         logprobs=bool(_opt(body, "logprobs", False)),
         top_logprobs=int(_opt(body, "top_logprobs", 0)),
-        max_tokens=body.get("max_tokens"),
+        max_tokens=body.get(tokens_param),
+        max_tokens_param=tokens_param,
         n=int(_opt(body, "n", 1)),
         logit_bias=tuple(sorted((int(k), float(v)) for k, v in bias.items())),
         reasoning_effort=body.get("reasoning_effort"),
@@ -194,6 +202,8 @@ def build_request(body: dict[str, Any]) -> ChatRequest:
         tools=tuple(_tool(t) for t in body.get("tools") or ()),
         tool_choice=_tool_choice(body.get("tool_choice")),
         tool_prompt=body.get("tool_prompt"),
+        parallel_tool_calls=bool(_opt(body, "parallel_tool_calls", True)),
+        user=body.get("user"),
     )
 
 
@@ -253,4 +263,7 @@ def _response_format(raw: Any) -> ResponseFormatIn | None:
     if kind == "json_schema":
         return ResponseFormatIn("json_schema", schema=raw["json_schema"].get("schema"),
                                 param="response_format.json_schema.schema")
+    if kind == "json_object" and raw.get("value") is not None:
+        # TGI's form, which huggingface_hub sends to hf-inference: a JSON Schema in `value`.
+        return ResponseFormatIn("json", schema=raw["value"], param="response_format.value")
     return ResponseFormatIn(kind)

@@ -40,6 +40,12 @@ class RecordedRequest:
     timestamp: float  # unix seconds when the request arrived
 
     @property
+    def user(self) -> str | None:
+        """The chat request's `user` field (OpenAI's end-user id), when the body has one."""
+        value = self.body.get("user") if isinstance(self.body, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
     def is_chat(self) -> bool:
         """Whether this is a POST to a chat completions route."""
         return self.method == "POST" and self.path.endswith(CHAT_SUFFIX)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from mock_server.errors import ApiError, GenerationFailed, InternalError, Overloaded, model_error
-from reference_model.errors import ContextLengthError, ReferenceModelError
-from reference_model.generation import Finished, GenerationRequest
+from mock_server.engine_errors import api_error
+from mock_server.errors import ApiError, GenerationFailed, InternalError, Overloaded
+from reference_model.errors import ReferenceModelError, RequestError
+from reference_model.generation import Event, Finished, GenerationRequest
 from reference_model.generation import GenerationFailed as StepFailed
 
 log = logging.getLogger("mock_server.scheduler")
@@ -33,7 +34,7 @@ class Generator(Protocol):
 
     def add(self, request: GenerationRequest) -> int: ...
     def cancel(self, rid: int) -> None: ...
-    def step(self) -> dict[int, list[Any]]: ...
+    def step(self) -> dict[int, list[Event]]: ...
     def has_work(self) -> bool: ...
     @property
     def running(self) -> int: ...
@@ -51,35 +52,45 @@ class ChoiceEvent:
     """Queue item: one event of choice `index`."""
 
     index: int
-    event: Any  # TokenEvent | Finished
+    event: Event  # TokenEvent | Finished
 
 
-def admission_error(exc: ReferenceModelError) -> ApiError:
-    """Map the generator's refusal of a request to a 422 naming the parameter."""
-    return model_error(exc, "max_tokens" if isinstance(exc, ContextLengthError) else None)
+TicketItem = Admitted | ChoiceEvent  # what a ticket yields; an ApiError in its queue is raised instead
+
+
+# A generator's refusal of a request as the answer's error (it names the request's own fields).
+Describe = Callable[[RequestError], ApiError]
+
+
+def admission_error(exc: ReferenceModelError, describe: Describe = api_error) -> ApiError:
+    """The answer to the generator's refusal: a 422 naming the field, or a 500 for a refusal that is a bug."""
+    if isinstance(exc, RequestError):
+        return describe(exc)
+    return InternalError(f"the generator refused the request: {type(exc).__name__}: {exc}")
 
 
 class Ticket:
     """One HTTP request's generations: an async stream of Admitted, ChoiceEvent, or an ApiError."""
 
     def __init__(self, scheduler: Scheduler, requests: Sequence[GenerationRequest],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, describe: Describe = api_error) -> None:
         self.requests = tuple(requests)
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.describe = describe  # how a refusal of these requests is told to their client
+        self.queue: asyncio.Queue[TicketItem | ApiError] = asyncio.Queue()
         self._scheduler = scheduler
         self._loop = loop
         self.rids: list[int] = []
         self.remaining = len(self.requests)
         self.closed = False
 
-    def deliver(self, item: Any) -> None:
+    def deliver(self, item: TicketItem | ApiError) -> None:
         """Worker side: hand an item to the event loop (dropped if the loop is gone)."""
         try:
             self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
         except RuntimeError:
             pass
 
-    async def next(self, timeout: float | None = None) -> Any:
+    async def next(self, timeout: float | None = None) -> TicketItem:
         """The next item; an ApiError item is raised; TimeoutError when none comes within `timeout` seconds."""
         if timeout is None or not self.queue.empty():
             item = await self.queue.get()
@@ -117,8 +128,11 @@ class Scheduler:
 
     # ---- event-loop side ---------------------------------------------------------------------
 
-    def submit(self, requests: Sequence[GenerationRequest]) -> Ticket:
-        """Queue the requests of one HTTP request; raises Overloaded when the bound would be passed."""
+    def submit(self, requests: Sequence[GenerationRequest], describe: Describe = api_error) -> Ticket:
+        """Queue the requests of one HTTP request; raises Overloaded when the bound would be passed.
+
+        describe: the error a refusal of these requests becomes (it names the request's own fields).
+        """
         loop = asyncio.get_running_loop()
         with self._cond:
             if self._stopping:
@@ -126,7 +140,7 @@ class Scheduler:
             if self._outstanding + len(requests) > self.capacity:
                 raise Overloaded(f"Model is overloaded: {self._outstanding} requests in progress, the limit is "
                                  f"{self.capacity}; retry later", retry_after=1)
-            ticket = Ticket(self, requests, loop)
+            ticket = Ticket(self, requests, loop, describe)
             self._outstanding += len(requests)
             self._inbox.append(ticket)
             self._cond.notify()
@@ -200,7 +214,7 @@ class Scheduler:
             ticket.rids = added
             self._drop(ticket)
             self._release(len(ticket.requests) - len(added))
-            ticket.deliver(admission_error(exc))
+            ticket.deliver(admission_error(exc, ticket.describe))
             return
         except Exception as exc:  # a bug: report it to this client, keep serving the others
             log.exception("generator.add failed")

@@ -20,6 +20,7 @@ from mock_server.app import REQUEST_LOG_KEY, SLOT_KEY, create_app
 from mock_server.backend import Backend
 from mock_server.config import ServerConfig
 from mock_server.request_log import RequestLog
+from mock_server.state import ModelSlot
 
 ACCESS_LOG = logging.getLogger("mock_server.access")
 ACCESS_FORMAT = '%a "%r" %s %b %Tfs'
@@ -68,10 +69,10 @@ async def serve_forever(config: ServerConfig, *, announce: Callable[[str], None]
         await runner.cleanup()
 
 
-async def _announce_ready(slot, announce: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
+async def _announce_ready(slot: ModelSlot, announce: Callable[[str], None]) -> None:
     while not slot.ready and slot.error is None:
         await asyncio.sleep(0.2)
-    if slot.error is not None:
+    if slot.error is not None or slot.backend is None:
         announce(f"chatconform mock server: the model failed to load: {slot.error}")
     else:
         info = slot.backend.info

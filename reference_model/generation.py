@@ -28,13 +28,20 @@ When a generation ends (documented for the server's renderer):
   the caller asked for it); they never apply to tool-call output.
 - `max_tokens` tokens generated: `length`; the context is full (prompt + completion tokens =
   the engine's context length): `length`. `add` refuses prompt + max_tokens > context length
-  (`PromptTooLongError`, param `max_tokens`) and a prompt leaving no room (param `messages`).
-- output that is a tool call (grammars with tools) ending naturally: `tool_calls`, content "",
-  calls parsed into `ToolCallOut`s. A call cut by `length` yields no calls and content "".
+  (`PromptTooLongError`, param MAX_TOKENS) and a prompt leaving no room (param PROMPT): the rule
+  of `errors.check_context`, run by `check_admissible`.
+- output that is tool calls (grammars with tools) ending naturally: `tool_calls`, content "",
+  calls parsed into `ToolCallOut`s. While they are generated, token events carry each call's
+  fragments (`ToolCallDelta`: its id and name once, then argument text). Calls cut by `length`
+  are reported as begun (the last one's arguments cut), with `length`. With several calls allowed
+  (`ToolPolicy.max_calls`), a further call is begun only while the tokens left (under
+  max_tokens and the context) are at least twice the longest call so far; else the output ends
+  after the last complete call, so a small max_tokens ends with usable calls, not a cut one.
 
 Without a seed, the sampler draws one from the OS; `Finished.seed` reports the seed used, and
 tool-call ids derive from it (`tool_call_id`). Errors for bad input, raised by `add` before any
-work, are `ReferenceModelError`s with a `.param`; failures during `step` raise `GenerationFailed`
+work, are `RequestError`s naming the input (`.param`, a `Param`, and `.index`); failures during `step` raise
+`GenerationFailed`
 for the requests concerned only (they are dropped; the others' events come with the next step).
 
 Control tokens other than end-of-turn (`<|im_start|>`, `<|endoftext|>`, ...) are never sampled:
@@ -52,6 +59,7 @@ import numpy as np
 
 from reference_model.constraints import Constraint
 from reference_model.engine import Engine, SeqId
+from reference_model.errors import PromptTooLongError
 from reference_model.generation_output import OutputAssembler, OutputMode, ReleasedToken
 from reference_model.generation_types import (
     Event,
@@ -59,10 +67,12 @@ from reference_model.generation_types import (
     GenerationFailed,
     GenerationRequest,
     GenerationRequestError,
-    PromptTooLongError,
+    GenerationSetupError,
     RequestId,
     TokenEvent,
+    ToolCallDelta,
     ToolCallOut,
+    check_admissible,
     collect,
     tool_call_id,
 )
@@ -73,8 +83,10 @@ from reference_model.tokenizer import Tokenizer
 
 __all__ = [
     "BatchGenerator", "Event", "Finished", "GenerationFailed", "GenerationRequest", "GenerationRequestError",
-    "PromptTooLongError", "RequestId", "TokenEvent", "ToolCallOut", "collect", "generate", "tool_call_id",
+    "GenerationSetupError", "PromptTooLongError", "RequestId", "TokenEvent", "ToolCallDelta", "ToolCallOut",
+    "check_admissible", "collect", "generate", "tool_call_id",
 ]
+CALL_BUDGET_FACTOR = 2  # a further call needs this many times the longest call so far in tokens left
 
 # --- per-request state -------------------------------------------------------------------------------
 
@@ -95,8 +107,11 @@ class _Active:
     generated: int = 0  # completion tokens so far
 
 
-def _events(released: list[ReleasedToken]) -> list[Event]:
-    return [TokenEvent(r.token_id, r.text, r.logprob) for r in released]
+def _events(released: list[ReleasedToken], seed: int) -> list[Event]:
+    return [TokenEvent(r.token_id, r.text, r.logprob,
+                       tuple(ToolCallDelta(f.index, None if f.name is None else tool_call_id(seed, f.index), f.name,
+                                           f.arguments) for f in r.calls))
+            for r in released]
 
 
 class BatchGenerator:
@@ -108,11 +123,11 @@ class BatchGenerator:
 
     def __init__(self, engine: Engine, tokenizer: Tokenizer, *, max_batch: int | None = None) -> None:
         if tokenizer.vocab_size != engine.config.vocab_size:
-            raise GenerationRequestError("tokenizer", f"a tokenizer of the engine's vocabulary size "
-                                         f"{engine.config.vocab_size}", tokenizer.vocab_size)
+            raise GenerationSetupError("tokenizer", f"a tokenizer of the engine's vocabulary size "
+                                       f"{engine.config.vocab_size}", tokenizer.vocab_size)
         if max_batch is not None and (not isinstance(max_batch, int) or not 1 <= max_batch <= engine.max_batch):
-            raise GenerationRequestError("max_batch", f"an int in [1, {engine.max_batch}] (the engine's "
-                                         "max_batch) or None", max_batch)
+            raise GenerationSetupError("max_batch", f"an int in [1, {engine.max_batch}] (the engine's "
+                                       "max_batch) or None", max_batch)
         self.engine = engine
         self.tokenizer = tokenizer
         self.max_batch = max_batch if max_batch is not None else engine.max_batch
@@ -120,6 +135,8 @@ class BatchGenerator:
         allowed = np.ones(tokenizer.vocab_size, dtype=bool)
         allowed[[i for i in tokenizer.special_ids if i != tokenizer.eos_id]] = False
         self._base_allowed = allowed
+        self._eos_only = np.zeros(tokenizer.vocab_size, dtype=bool)
+        self._eos_only[tokenizer.eos_id] = True
         self._lock = threading.Lock()
         self._next_id = 0
         self._waiting: deque[_Active] = deque()
@@ -132,18 +149,15 @@ class BatchGenerator:
     def add(self, request: GenerationRequest) -> RequestId:
         """Validate a request (before any work) and queue it; returns its id."""
         if not isinstance(request, GenerationRequest):
-            raise GenerationRequestError("request", "a GenerationRequest", request)
-        vocab = self.tokenizer.vocab_size
-        bad = next((t for t in request.prompt_ids if not 0 <= t < vocab), None)
-        if bad is not None:
-            raise GenerationRequestError("prompt_ids", f"token ids in [0, {vocab})", bad)
-        self._check_fits(request)
-        sampler = Sampler(request.params, vocab)  # checks logit_bias ids against the vocabulary
+            raise GenerationSetupError("request", "a GenerationRequest", request)
+        check_admissible(request, vocab_size=self.tokenizer.vocab_size, context_length=self.engine.context_length)
+        sampler = Sampler(request.params, self.tokenizer.vocab_size)
         compiled = request.constraint
         constraint = None if compiled is None else Constraint(compiled, self.tokenizer)
-        calls_only = compiled is not None and bool(compiled.tools) and not compiled.description.endswith(":auto")
+        policy = compiled.policy if compiled is not None else None
         output = OutputAssembler(self.tokenizer, request.params.stop,
-                                 tools=compiled.tools if compiled is not None else (), calls_only=calls_only)
+                                 tools=policy.names if policy is not None else (),
+                                 calls_only=policy is not None and policy.calls_only)
         tracker = LogprobTracker(self.tokenizer) if request.params.logprobs else None
         if constraint is not None:
             constraint.prefetch()  # the first mask computes while the request waits and prefills
@@ -152,20 +166,6 @@ class BatchGenerator:
             self._next_id += 1
             self._waiting.append(_Active(rid, request, sampler, constraint, output, tracker))
         return rid
-
-    def _check_fits(self, request: GenerationRequest) -> None:
-        n = len(request.prompt_ids)
-        limit = self.engine.context_length
-        max_tokens = request.params.max_tokens
-        if n + 1 > limit:
-            raise PromptTooLongError(f"messages: the prompt has {n} tokens, which leaves no room for a "
-                                     f"completion in the context length {limit}", param="messages",
-                                     prompt_tokens=n, limit=limit)
-        if max_tokens is not None and n + max_tokens > limit:
-            raise PromptTooLongError(f"max_tokens: the prompt ({n} tokens) plus max_tokens ({max_tokens}) "
-                                     f"= {n + max_tokens} exceeds the context length {limit}; max_tokens "
-                                     f"must be at most {limit - n}", param="max_tokens",
-                                     prompt_tokens=n, limit=limit)
 
     def cancel(self, rid: RequestId) -> None:
         """Stop a request; its sequence is freed at the next step (unknown or finished ids: no effect)."""
@@ -200,13 +200,13 @@ class BatchGenerator:
         events, self._outbox = self._outbox, {}
         failed: dict[RequestId, BaseException] = {}
         self._drop_cancelled()
-        for active in self._admit():
+        for active, seq in self._admit():
             try:
-                active.logits = self.engine.prefill(active.seq)
+                active.logits = self.engine.prefill(seq)
             except Exception as exc:
                 failed[active.rid] = exc
                 self._remove(active)
-        feed = {a.seq: a.to_feed for a in self._running.values() if a.to_feed is not None}
+        feed = {a.seq: a.to_feed for a in self._running.values() if a.to_feed is not None and a.seq is not None}
         if feed:
             try:
                 out = self.engine.step(feed)
@@ -220,10 +220,11 @@ class BatchGenerator:
                 if active.seq in out:
                     active.logits, active.to_feed = out[active.seq], None
         for active in list(self._running.values()):
-            if active.logits is None:
+            logits, active.logits = active.logits, None
+            if logits is None:
                 continue
             try:
-                new = self._advance(active)
+                new = self._advance(active, logits)
             except Exception as exc:
                 failed[active.rid] = exc
                 self._remove(active)
@@ -247,7 +248,7 @@ class BatchGenerator:
             if active is not None:
                 self._remove(active)
 
-    def _admit(self) -> list[_Active]:
+    def _admit(self) -> list[tuple[_Active, SeqId]]:
         admitted = []
         with self._lock:
             while (self._waiting and len(self._running) < self.max_batch
@@ -255,9 +256,10 @@ class BatchGenerator:
                 active = self._waiting.popleft()
                 params = active.request.params
                 limit = self.engine.context_length - len(active.request.prompt_ids)
-                active.seq = self.engine.start(active.request.prompt_ids, min(params.max_tokens or 1, limit))
+                seq = self.engine.start(active.request.prompt_ids, min(params.max_tokens or 1, limit))
+                active.seq = seq
                 self._running[active.rid] = active
-                admitted.append(active)
+                admitted.append((active, seq))
         return admitted
 
     def _remove(self, active: _Active) -> None:
@@ -267,12 +269,13 @@ class BatchGenerator:
             self.engine.release(active.seq)
         active.seq = None
 
-    def _advance(self, active: _Active) -> list[Event]:
+    def _advance(self, active: _Active, logits: np.ndarray) -> list[Event]:
         """Sample one token from the request's logits and turn it into events (and maybe the end)."""
-        logits, active.logits = active.logits, None
         allowed = self._base_allowed
         if active.constraint is not None:
             allowed = active.constraint.allowed_mask() & allowed
+            if active.output.between_calls and not self._room_for_a_call(active):
+                allowed = allowed & self._eos_only  # the grammar allows the end here: it is complete
         choice = active.sampler.sample(logits, allowed)
         token = choice.token_id
         if active.constraint is not None:
@@ -296,12 +299,20 @@ class BatchGenerator:
         active.to_feed = token
         if active.constraint is not None:
             active.constraint.prefetch()  # overlaps the next engine.step
-        return _events(released)
+        return _events(released, active.sampler.seed_used)
+
+    def _room_for_a_call(self, active: _Active) -> bool:
+        """Whether the tokens left could hold another call (see the module docstring)."""
+        left = self.engine.context_length - len(active.request.prompt_ids) - active.generated
+        max_tokens = active.request.params.max_tokens
+        if max_tokens is not None:
+            left = min(left, max_tokens - active.generated)
+        return left >= CALL_BUDGET_FACTOR * active.output.longest_call_tokens
 
     def _finish(self, active: _Active, released: list[ReleasedToken], *, natural: bool) -> list[Event]:
         final = active.output.finish(natural=natural)
         released = released + list(final.tokens)
-        if final.mode is OutputMode.CALLS and final.tool_calls:
+        if final.mode is OutputMode.CALLS and final.tool_calls and natural:
             reason = FinishReason.TOOL_CALLS
         elif natural:
             reason = FinishReason.STOP
@@ -312,7 +323,7 @@ class BatchGenerator:
         self._remove(active)
         done = Finished(reason=reason, text=final.text, prompt_tokens=len(active.request.prompt_ids),
                         completion_tokens=active.generated, tool_calls=calls, seed=seed, content=final.content)
-        return [*_events(released), done]
+        return [*_events(released, seed), done]
 
 
 def generate(engine: Engine, tokenizer: Tokenizer, request: GenerationRequest) -> list[Event]:

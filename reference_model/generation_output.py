@@ -8,8 +8,10 @@ the content text it releases. Three things can hold content back:
 2. Stop sequences: text that may still grow into a stop sequence is held (`StopMatcher`); a
    completed stop cuts the content where it starts, and nothing after the cut is released.
 3. Tool calls (grammars with tools): output that may still become the call marker is held;
-   output that is a call is never content (it leaves as parsed calls); text that turns out not
-   to be a call is released.
+   output that is a call is never content: it leaves as call fragments (`CallFragment`, read by
+   `tool_calls.ToolCallStream`: each call's name once, then its argument text as it grows),
+   carried by the token that completed them, and at the end as parsed calls; text that turns
+   out not to be a call is released.
 
 Which token carries which text: the content is always a prefix of the decoded output, so each
 token owns the slice of the content that its own bytes decoded to. A token's event leaves as soon
@@ -27,11 +29,18 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from reference_model.constraints import ToolCall, ToolSpec, is_tool_call_text, may_become_tool_call, parse_tool_calls
 from reference_model.errors import ReferenceModelError
 from reference_model.logprobs import TokenLogprob
 from reference_model.stopping import StopMatcher
 from reference_model.tokenizer import IncrementalDecoder, Tokenizer
+from reference_model.tool_calls import (
+    CallFragment,
+    ToolCall,
+    ToolCallStream,
+    is_tool_call_text,
+    may_become_tool_call,
+    parse_tool_calls,
+)
 
 
 class OutputMode(str, enum.Enum):
@@ -49,6 +58,7 @@ class ReleasedToken:
     token_id: int
     text: str
     logprob: TokenLogprob | None  # its `text` is replaced by the released text
+    calls: tuple[CallFragment, ...] = ()  # what the output up to this token added to tool calls
 
 
 @dataclass
@@ -68,16 +78,21 @@ class FinalOutput:
     text: str  # content not carried by any token ("" in practice: see the module docstring)
     content: str
     mode: OutputMode
-    tool_calls: tuple[ToolCall, ...]  # empty unless mode is CALLS and the calls parsed
+    # Mode CALLS: every call begun; after an end that was not natural (length) the last may be cut.
+    tool_calls: tuple[ToolCall, ...]
 
 
 class OutputAssembler:
     """Turns generated token ids into released content and token events (see the module docstring)."""
 
     def __init__(self, tokenizer: Tokenizer, stops: Sequence[str] = (), *,
-                 tools: Sequence[ToolSpec] = (), calls_only: bool = False) -> None:
+                 tools: Sequence[str] = (), calls_only: bool = False) -> None:
+        """tools: the names of the functions the output may call; calls_only: it can be nothing but calls."""
         self._decoder = IncrementalDecoder(tokenizer)
         self._tools = tuple(tools)
+        self._calls = ToolCallStream(self._tools)
+        self._fed = 0  # length of the raw output the call reader has seen
+        self._unfed_tokens = 0  # tokens pushed since the call reader last saw the output
         # Stops apply to message text only; a grammar that can only produce calls has none.
         self._matcher = None if calls_only else StopMatcher(stops)
         self._mode = OutputMode.CALLS if calls_only else (OutputMode.UNDECIDED if tools else OutputMode.TEXT)
@@ -105,6 +120,16 @@ class OutputAssembler:
         return self._content
 
     @property
+    def between_calls(self) -> bool:
+        """Whether the output is calls and ends right after a complete one (another may follow)."""
+        return self._mode is OutputMode.CALLS and self._calls.between_calls
+
+    @property
+    def longest_call_tokens(self) -> int:
+        """The most tokens any complete call took (0 before the first is complete)."""
+        return max(self._calls.tokens_per_call, default=0)
+
+    @property
     def raw_text(self) -> str:
         """Decoded output so far (tool-call text included), complete characters only."""
         return self._raw
@@ -125,7 +150,24 @@ class OutputAssembler:
             self._release(step.text)
             self._stop_matched = step.stopped
         self._decide()
-        return self._ready(final=False)
+        self._unfed_tokens += 1
+        return self._attach(self._ready(final=False), self._feed_calls())
+
+    def _feed_calls(self, *, final: bool = False) -> list[CallFragment]:
+        """Hand the call reader the output it has not seen (once the output is calls)."""
+        if self._mode is not OutputMode.CALLS:
+            return []
+        fragments = self._calls.push(self._raw[self._fed:], self._unfed_tokens)
+        self._fed, self._unfed_tokens = len(self._raw), 0
+        return fragments + (self._calls.flush() if final else [])
+
+    @staticmethod
+    def _attach(released: list[ReleasedToken], fragments: list[CallFragment]) -> list[ReleasedToken]:
+        # Every waiting token leaves once the output is calls, so the last one released is the newest.
+        if fragments:
+            assert released, "call fragments come with the token that completed them"
+            released[-1] = replace(released[-1], calls=tuple(fragments))
+        return released
 
     def _release(self, text: str) -> None:
         if self._mode is OutputMode.TEXT:
@@ -187,9 +229,11 @@ class OutputAssembler:
                 self._stop_matched = True
             else:
                 self._content += self._matcher.flush()
+        fragments = self._feed_calls(final=True)
         calls: tuple[ToolCall, ...] = ()
-        if self._mode is OutputMode.CALLS and natural:
-            calls = parse_tool_calls(self._raw, self._tools)
-        tokens = tuple(self._ready(final=True))
+        if self._mode is OutputMode.CALLS:
+            # A natural end is a complete grammar: parsed again whole, so that a grammar bug cannot pass.
+            calls = parse_tool_calls(self._raw, self._tools) if natural else tuple(self._calls.calls)
+        tokens = tuple(self._attach(self._ready(final=True), fragments))
         return FinalOutput(tokens=tokens, text=self._content[self._carried:], content=self._content,
                            mode=self._mode, tool_calls=calls)

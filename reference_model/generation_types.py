@@ -10,29 +10,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference_model.constraints import CompiledGrammar
-from reference_model.errors import ContextLengthError, ReferenceModelError
+from reference_model.errors import Param, PromptTooLongError, ReferenceModelError, RequestError, check_context
+from reference_model.grammar import CompiledGrammar
 from reference_model.logprobs import TokenLogprob
-from reference_model.sampling import SamplingParams
+from reference_model.sampling import SamplingParams, check_vocabulary
 from reference_model.stopping import FinishReason
+
+__all__ = ["PromptTooLongError"]  # re-exported with the rest by reference_model.generation
 
 RequestId = int
 
 
-class GenerationRequestError(ReferenceModelError, ValueError):
-    """A generation request is malformed; names the parameter, the rule and the value."""
+class GenerationRequestError(RequestError):
+    """A generation request's input is malformed; names the input, the rule and the value."""
 
-    def __init__(self, param: str, rule: str, value: object) -> None:
-        super().__init__(f"{param} must be {rule}, got {value!r}")
-        self.param = param
+    def __init__(self, param: Param, rule: str, value: object) -> None:
+        super().__init__(param, f"must be {rule}, got {value!r}", rule=rule,
+                         message=f"{param.value} must be {rule}, got {value!r}")
 
 
-class PromptTooLongError(ContextLengthError):
-    """The prompt, or the prompt plus max_tokens, does not fit in the engine's context."""
+class GenerationSetupError(ReferenceModelError, TypeError):
+    """A request or generator built wrongly by its caller (a programming error, not an input to refuse)."""
 
-    def __init__(self, message: str, *, param: str, prompt_tokens: int, limit: int) -> None:
-        super().__init__(message, prompt_tokens=prompt_tokens, limit=limit)
-        self.param = param
+    def __init__(self, what: str, rule: str, value: object) -> None:
+        super().__init__(f"{what} must be {rule}, got {value!r}")
 
 
 class GenerationFailed(ReferenceModelError):
@@ -44,7 +45,6 @@ class GenerationFailed(ReferenceModelError):
     def __init__(self, message: str, request_ids: tuple[RequestId, ...]) -> None:
         super().__init__(message)
         self.request_ids = request_ids
-        self.param = None
 
 
 # --- the interface ---------------------------------------------------------------------------------
@@ -56,23 +56,36 @@ class GenerationRequest:
 
     prompt_ids: tuple[int, ...]  # already templated and tokenized (chat_template.encode)
     params: SamplingParams
-    constraint: CompiledGrammar | None = None  # constraints.compile_constraint(...)
+    constraint: CompiledGrammar | None = None  # grammar.compile_constraint(...), its tool policy included
 
     def __post_init__(self) -> None:
         raw: object = self.prompt_ids  # callers may pass any sequence: checked and normalised here
         if isinstance(raw, str | bytes) or not hasattr(raw, "__iter__"):
-            raise GenerationRequestError("prompt_ids", "a sequence of token ids", raw)
+            raise GenerationRequestError(Param.PROMPT, "a sequence of token ids", raw)
         ids = tuple(raw)
         if not ids:
-            raise GenerationRequestError("prompt_ids", "a non-empty sequence of token ids", [])
+            raise GenerationRequestError(Param.PROMPT, "a non-empty sequence of token ids", [])
         for t in ids:
             if not isinstance(t, int | np.integer) or isinstance(t, bool):
-                raise GenerationRequestError("prompt_ids", "a sequence of integer token ids", t)
+                raise GenerationRequestError(Param.PROMPT, "a sequence of integer token ids", t)
         object.__setattr__(self, "prompt_ids", tuple(int(t) for t in ids))
         if not isinstance(self.params, SamplingParams):
-            raise GenerationRequestError("params", "a SamplingParams", self.params)
+            raise GenerationSetupError("params", "a SamplingParams", self.params)
         if self.constraint is not None and not isinstance(self.constraint, CompiledGrammar):
-            raise GenerationRequestError("constraint", "a CompiledGrammar or None", self.constraint)
+            raise GenerationSetupError("constraint", "a CompiledGrammar or None", self.constraint)
+
+
+def check_admissible(request: GenerationRequest, *, vocab_size: int, context_length: int) -> None:
+    """The rules a valid request must also meet on one model: its ids in the vocabulary, its length in the context.
+
+    The generator checks them when it admits a request; a server may check them first, with the same
+    function, to refuse a request before queueing it. Raises a RequestError naming the input.
+    """
+    bad = next((t for t in request.prompt_ids if not 0 <= t < vocab_size), None)
+    if bad is not None:
+        raise GenerationRequestError(Param.PROMPT, f"token ids in [0, {vocab_size})", bad)
+    check_vocabulary(request.params, vocab_size)
+    check_context(len(request.prompt_ids), request.params.max_tokens, context_length)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ The sampler applies these stages, in this order, to the logits of one position
    The constraint mask is not in it, so every token has a finite logprob and there are always
    `top_logprobs` alternatives; temperature and top_p are not in it, so the numbers describe
    the model (as penalized by the request), not the randomness of this draw.
-4. constraint mask: tokens the grammar forbids get -inf (llguidance; see `constraints.py`).
+4. constraint mask: tokens the grammar forbids get -inf (llguidance; see `constraints.py`, `grammar.py`).
 5. temperature: 0 means greedy, the highest logit wins (ties: lowest id) and stages 6-7 are
    skipped; otherwise `logit /= temperature`.
 6. top_p: keep the smallest set of most likely tokens (sorted by probability, ties by id)
@@ -34,23 +34,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reference_model.errors import ReferenceModelError
+from reference_model.errors import Param, ReferenceModelError, RequestError
 from reference_model.logprobs import log_softmax, top_alternatives
 
-MAX_STOP_SEQUENCES = 4
-MAX_TOP_LOGPROBS = 5
-MAX_SEED = 2**64 - 1
-LOGIT_BIAS_LIMIT = 100.0
+# The engine's own bounds. An API's (how many stop sequences, how many alternatives, how large a
+# bias) are the API's to check: the engine takes any number the sampler can honour.
+MAX_SEED = 2**64 - 1  # the PCG64 seed is 64 bits
 TOP_P_TOLERANCE = 1e-9  # float64 sums of probabilities are off by ~1e-16 per term
 
 
-class SamplingParamError(ReferenceModelError, ValueError):
+class SamplingParamError(RequestError):
     """A sampling parameter is out of range or of the wrong type; names the parameter, rule and value."""
 
-    def __init__(self, param: str, rule: str, value: object) -> None:
-        super().__init__(f"{param} must be {rule}, got {value!r}")
-        self.param = param
-        self.rule = rule
+    def __init__(self, param: Param, rule: str, value: object, *, index: int | None = None) -> None:
+        where = param.value if index is None else f"{param.value}[{index}]"
+        super().__init__(param, f"must be {rule}, got {value!r}", index=index, rule=rule,
+                         message=f"{where} must be {rule}, got {value!r}")
         self.value = value
 
 
@@ -58,15 +57,17 @@ class SamplingError(ReferenceModelError, RuntimeError):
     """Sampling could not choose a token (logits not finite, or nothing allowed)."""
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _number(param: Param, value: object, rule: str, index: int | None = None) -> float:
+    """A finite int or float (never a bool) as a float; SamplingParamError otherwise."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise SamplingParamError(param, rule, value, index=index)
+    return float(value)
 
 
-def _check_range(param: str, value: object, low: float, high: float, *, low_open: bool = False) -> None:
+def _check_range(param: Param, value: object, low: float, high: float, *, low_open: bool = False) -> None:
     rule = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
-    if not _is_number(value) or not math.isfinite(value):  # type: ignore[arg-type]
-        raise SamplingParamError(param, rule, value)
-    if (value <= low if low_open else value < low) or value > high:  # type: ignore[operator]
+    number = _number(param, value, rule)
+    if (number <= low if low_open else number < low) or number > high:
         raise SamplingParamError(param, rule, value)
 
 
@@ -88,31 +89,30 @@ class SamplingParams:
     seed: int | None = None
     #: Whether to return each chosen token's logprob.
     logprobs: bool = False
-    #: Alternatives per position in [0, 5]; needs logprobs=True when above 0.
+    #: Alternatives per position (>= 0, at most the vocabulary); needs logprobs=True when above 0.
     top_logprobs: int = 0
-    #: Up to 4 non-empty stop sequences (a single string counts as one).
+    #: Non-empty stop sequences (a single string counts as one).
     stop: tuple[str, ...] = ()
-    #: Token id -> bias in [-100, 100] added to its logit (OpenAI's logit_bias).
+    #: Token id -> finite bias added to its logit (OpenAI's logit_bias).
     logit_bias: tuple[tuple[int, float], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        _check_range("temperature", self.temperature, 0.0, 2.0)
-        _check_range("top_p", self.top_p, 0.0, 1.0, low_open=True)
-        _check_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
-        _check_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_range(Param.TEMPERATURE, self.temperature, 0.0, 2.0)
+        _check_range(Param.TOP_P, self.top_p, 0.0, 1.0, low_open=True)
+        _check_range(Param.FREQUENCY_PENALTY, self.frequency_penalty, -2.0, 2.0)
+        _check_range(Param.PRESENCE_PENALTY, self.presence_penalty, -2.0, 2.0)
         if self.max_tokens is not None and (
                 not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool) or self.max_tokens < 1):
-            raise SamplingParamError("max_tokens", "an integer >= 1 or None", self.max_tokens)
+            raise SamplingParamError(Param.MAX_TOKENS, "an integer >= 1 or None", self.max_tokens)
         if self.seed is not None and (
                 not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED):
-            raise SamplingParamError("seed", f"an integer in [0, {MAX_SEED}] or None", self.seed)
+            raise SamplingParamError(Param.SEED, f"an integer in [0, {MAX_SEED}] or None", self.seed)
         if not isinstance(self.logprobs, bool):
-            raise SamplingParamError("logprobs", "a boolean", self.logprobs)
-        if (not isinstance(self.top_logprobs, int) or isinstance(self.top_logprobs, bool)
-                or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS):
-            raise SamplingParamError("top_logprobs", f"an integer in [0, {MAX_TOP_LOGPROBS}]", self.top_logprobs)
+            raise SamplingParamError(Param.LOGPROBS, "a boolean", self.logprobs)
+        if not isinstance(self.top_logprobs, int) or isinstance(self.top_logprobs, bool) or self.top_logprobs < 0:
+            raise SamplingParamError(Param.TOP_LOGPROBS, "an integer >= 0", self.top_logprobs)
         if self.top_logprobs > 0 and not self.logprobs:
-            raise SamplingParamError("top_logprobs", "0 unless logprobs is true", self.top_logprobs)
+            raise SamplingParamError(Param.TOP_LOGPROBS, "0 unless logprobs is true", self.top_logprobs)
         object.__setattr__(self, "stop", _normalize_stop(self.stop))
         object.__setattr__(self, "logit_bias", _normalize_bias(self.logit_bias))
 
@@ -121,13 +121,11 @@ def _normalize_stop(stop: object) -> tuple[str, ...]:
     # OpenAI accepts one string as well as a list; both become a tuple (hashable, immutable).
     items = (stop,) if isinstance(stop, str) else stop
     if not isinstance(items, Sequence):
-        raise SamplingParamError("stop", "a string or a sequence of strings", stop)
+        raise SamplingParamError(Param.STOP, "a string or a sequence of strings", stop)
     items = tuple(items)
-    if len(items) > MAX_STOP_SEQUENCES:
-        raise SamplingParamError("stop", f"at most {MAX_STOP_SEQUENCES} sequences", list(items))
     for n, s in enumerate(items):
         if not isinstance(s, str) or not s:
-            raise SamplingParamError(f"stop[{n}]", "a non-empty string", s)
+            raise SamplingParamError(Param.STOP, "a non-empty string", s, index=n)
     return items
 
 
@@ -138,16 +136,15 @@ def _normalize_bias(bias: object) -> tuple[tuple[int, float], ...]:
     elif isinstance(bias, Sequence) and not isinstance(bias, str):
         pairs = list(bias)
     else:
-        raise SamplingParamError("logit_bias", "a mapping of token id to number", bias)
+        raise SamplingParamError(Param.LOGIT_BIAS, "a mapping of token id to number", bias)
     out: dict[int, float] = {}
     for pair in pairs:
         if not isinstance(pair, tuple) or len(pair) != 2:
-            raise SamplingParamError("logit_bias", "a mapping of token id to number", bias)
+            raise SamplingParamError(Param.LOGIT_BIAS, "a mapping of token id to number", bias)
         token, value = pair
         if not isinstance(token, int) or isinstance(token, bool) or token < 0:
-            raise SamplingParamError("logit_bias", "keyed by non-negative integer token ids", token)
-        _check_range(f"logit_bias[{token}]", value, -LOGIT_BIAS_LIMIT, LOGIT_BIAS_LIMIT)
-        out[token] = float(value)
+            raise SamplingParamError(Param.LOGIT_BIAS, "keyed by non-negative integer token ids", token)
+        out[token] = _number(Param.LOGIT_BIAS, value, "a finite number", index=token)
     return tuple(sorted(out.items()))
 
 
@@ -183,8 +180,9 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities float64 [vocab] of logits that may hold -inf (at least one finite)."""
-    shifted = np.exp(logits - np.max(logits))
-    return shifted / shifted.sum()
+    shifted: np.ndarray = np.exp(logits - np.max(logits))
+    total = float(shifted.sum())
+    return shifted / total
 
 
 def apply_top_p(logits: np.ndarray, top_p: float) -> np.ndarray:
@@ -218,6 +216,15 @@ def choose_sample(logits: np.ndarray, uniform: float) -> int:
     return min(index, len(cdf) - 1)
 
 
+def check_vocabulary(params: SamplingParams, vocab_size: int) -> None:
+    """The parameters' rules that depend on the model: bias ids in the vocabulary, alternatives at most it."""
+    for token, _ in params.logit_bias:
+        if token >= vocab_size:
+            raise SamplingParamError(Param.LOGIT_BIAS, f"keyed by token ids in [0, {vocab_size})", token, index=token)
+    if params.top_logprobs > vocab_size:
+        raise SamplingParamError(Param.TOP_LOGPROBS, f"at most the vocabulary size {vocab_size}", params.top_logprobs)
+
+
 @dataclass(frozen=True)
 class Choice:
     """One sampled token, with its logprob and the top alternatives (id, logprob) when asked for."""
@@ -232,7 +239,8 @@ class Sampler:
 
     def __init__(self, params: SamplingParams, vocab_size: int) -> None:
         if not isinstance(vocab_size, int) or vocab_size < 1:
-            raise SamplingParamError("vocab_size", "a positive integer", vocab_size)
+            raise SamplingError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        check_vocabulary(params, vocab_size)
         self.params = params
         self.vocab_size = vocab_size
         # Without a seed, draw 64 bits of OS entropy (a valid API seed) so a run can be replayed.
@@ -243,8 +251,6 @@ class Sampler:
         if params.logit_bias:
             self._bias = np.zeros(vocab_size, dtype=np.float64)
             for token, value in params.logit_bias:
-                if token >= vocab_size:
-                    raise SamplingParamError("logit_bias", f"keyed by token ids in [0, {vocab_size})", token)
                 self._bias[token] = value
 
     @property

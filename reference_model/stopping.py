@@ -32,7 +32,7 @@ class FinishReason(str, enum.Enum):
     STOP = "stop"
     #: max_tokens was reached, or the context window is full.
     LENGTH = "length"
-    #: The output is a complete tool call (see `constraints.py`).
+    #: The output is complete tool calls (see `grammar.py` and `tool_calls.py`).
     TOOL_CALLS = "tool_calls"
 
 

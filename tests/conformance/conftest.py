@@ -76,7 +76,8 @@ def start_mock(log: Path, *args: str, timeout: float = START_TIMEOUT_S, ready: b
 @pytest.fixture(scope="session")
 def tiny_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of an open tiny-model mock (faults allowed), for the whole session."""
-    mock = start_mock(tmp_path_factory.mktemp("mock") / "tiny.log", "--model", "tiny", "--allow-faults")
+    mock = start_mock(tmp_path_factory.mktemp("mock") / "tiny.log", "--model", "tiny", "--allow-faults",
+                      "--strict-models")  # unknown model ids get 404, as with the embedded mock of `check`
     yield mock.base_url
     mock.stop()
 
@@ -93,7 +94,7 @@ def keyed_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def real_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the real-model (SmolLM2) mock; only slow tests use it."""
     mock = start_mock(tmp_path_factory.mktemp("mock") / "real.log", "--model", "smollm2",
-                      timeout=REAL_START_TIMEOUT_S)
+                      "--strict-models", timeout=REAL_START_TIMEOUT_S)
     yield mock.base_url
     mock.stop()
 

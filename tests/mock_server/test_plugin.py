@@ -35,6 +35,17 @@ def test_reads_what_the_server_received(chatconform_server, chatconform_requests
 
 def test_the_log_is_cleared_between_tests(chatconform_requests):
     assert chatconform_requests.all() == []
+
+def test_the_providers_snippet_runs_unchanged(chatconform_providers, chatconform_requests):
+    import os
+    from huggingface_hub import InferenceClient
+
+    client = InferenceClient(provider="cerebras", api_key=os.environ["HF_TOKEN"])
+    completion = client.chat.completions.create(
+        model="meta-llama/Llama-3.3-70B-Instruct",
+        messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=4)
+    assert completion.model == "meta-llama/Llama-3.3-70B-Instruct"
+    assert chatconform_requests.last().path == "/cerebras/v1/chat/completions"
 '''
 
 
@@ -48,7 +59,7 @@ def test_fixtures_yield_a_ready_server_and_its_requests(tmp_path: Path) -> None:
     # Once the pytest11 entry point is installed the plugin loads by itself; -p would load it twice.
     load = [] if _installed_as_entry_point() else ["-p", "mock_server.pytest_plugin"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", *load,
-                           "-p", "no:cacheprovider", "--chatconform-model", "tiny", str(tmp_path)],
+                           "-p", "no:cacheprovider", "--chatconform-mock-model", "tiny", str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "5 passed" in proc.stdout

@@ -69,3 +69,47 @@ def test_json_response_format(real: httpx.Client) -> None:
     body = ask(real, q="Give me a person as JSON.", max_tokens=60, response_format={"type": "json", "value": schema})
     assert body["choices"][0]["finish_reason"] == "stop"
     jsonschema.validate(json.loads(body["choices"][0]["message"]["content"]), schema)
+
+
+# The prompt on which SmolLM2 (int4, temperature 0) makes two calls in one answer: Paris, then Tokyo.
+TWO_CITIES = "Weather in Paris and in Tokyo? Call the tool once per city."
+TWO_CALLS = [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Tokyo"})]
+
+
+def _two_cities(**fields: object) -> dict:
+    return {"messages": [{"role": "user", "content": TWO_CITIES}], "tools": [CITY_TOOL], "tool_choice": "required",
+            "temperature": 0, "seed": 1, "max_tokens": 120, **fields}
+
+
+def test_two_cities_prompt_makes_two_parallel_calls(real: httpx.Client) -> None:
+    body = real.post("/v1/chat/completions", json=_two_cities()).json()
+    choice = body["choices"][0]
+    calls = choice["message"]["tool_calls"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == TWO_CALLS
+    assert len({c["id"] for c in calls}) == 2
+    chunks = stream_chunks(real.post("/v1/chat/completions", json=_two_cities(stream=True)).text)
+    state = check_state_machine(chunks)
+    streamed = [(c["name"], json.loads(c["arguments"])) for _, c in sorted(state[0]["calls"].items())]
+    assert streamed == TWO_CALLS and state[0]["finish"] == "tool_calls"
+
+
+def test_two_parallel_calls_stream_into_both_official_clients(real: httpx.Client) -> None:
+    import openai
+    from huggingface_hub import InferenceClient
+
+    base = str(real.base_url).rstrip("/")
+    request = _two_cities()
+    oai = openai.OpenAI(base_url=base + "/v1", api_key="sk-x", max_retries=0, timeout=120)
+    with oai.chat.completions.stream(model="HuggingFaceTB/SmolLM2-135M-Instruct", **request) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == TWO_CALLS
+    assembled: dict[int, dict[str, str]] = {}
+    hf = InferenceClient(base_url=base, api_key="hf_x", timeout=120)
+    for chunk in hf.chat_completion(stream=True, **request):
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            call = assembled.setdefault(delta.index, {"name": "", "arguments": ""})
+            call["name"] += delta.function.name or ""
+            call["arguments"] += delta.function.arguments or ""
+    assert [(c["name"], json.loads(c["arguments"])) for _, c in sorted(assembled.items())] == TWO_CALLS

@@ -68,18 +68,6 @@ def test_model_path_route_accepts_plain_and_encoded_ids(client: httpx.Client) ->
     assert plain["choices"][0]["message"]["content"] == routed["choices"][0]["message"]["content"]
 
 
-def test_model_path_with_unknown_model_is_404(client: httpx.Client) -> None:
-    r = client.post("/models/acme/unknown/v1/chat/completions", json=chat_body())
-    assert r.status_code == 404
-    assert "acme/unknown" in r.json()["error"]
-
-
-def test_model_field_served_or_unknown(client: httpx.Client) -> None:
-    assert client.post("/v1/chat/completions", json=chat_body(model="chatconform/tiny-random")).status_code == 200
-    r = client.post("/v1/chat/completions", json=chat_body(model="acme/other"))
-    assert r.status_code == 404 and "acme/other" in r.json()["error"]
-
-
 def test_stream_is_event_stream_of_valid_chunks(client: httpx.Client) -> None:
     r = client.post("/v1/chat/completions", json=chat_body(stream=True))
     assert r.status_code == 200
@@ -139,7 +127,7 @@ BAD_BODIES: list[tuple[Any, int, str]] = [
     (chat_body(response_format={"type": "json", "value": "{not json"}), 422, "response_format.value"),
     (chat_body(response_format={"type": "regex", "value": "(unclosed"}), 422, "response_format"),
     (chat_body(response_format={"type": "grammar", "value": "x"}), 422, "response_format"),
-    (chat_body(user="bob"), 422, "user"),
+    (chat_body(store=True), 422, "store"),  # an OpenAI field this server does not know
     (chat_body(messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}]}]), 422, "messages[0].content[0]"),
 ]

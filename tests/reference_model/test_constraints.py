@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -12,26 +13,31 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reference_model.constraints import (
-    TOOL_CALL_OPEN,
+from reference_model.constraints import Constraint
+from reference_model.errors import Param
+from reference_model.grammar import (
     CompiledGrammar,
-    Constraint,
     ConstraintError,
     JsonObject,
     JsonSchema,
     Regex,
-    ToolCallParseError,
     ToolChoice,
     ToolChoiceMode,
+    ToolPolicy,
     ToolSpec,
     compile_constraint,
     compile_response_format,
     grammar_tokenizer,
+)
+from reference_model.tokenizer import Tokenizer
+from reference_model.tool_calls import (
+    TOOL_CALL_OPEN,
+    ToolCallParseError,
+    ToolCallStream,
     is_tool_call_text,
     may_become_tool_call,
     parse_tool_calls,
 )
-from reference_model.tokenizer import Tokenizer
 
 MAX_STEPS = 400
 
@@ -143,25 +149,25 @@ def test_separators_are_fixed(tokenizer: Tokenizer) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "param", "message"), [
-    (JsonSchema({"type": "foo"}), "response_format.value", "not a valid JSON Schema"),
-    (JsonSchema({"type": "object", "properties": {"a": {"$ref": "#/nope"}}}), "response_format.value",
+    (JsonSchema({"type": "foo"}), "response_format", "not a valid JSON Schema"),
+    (JsonSchema({"type": "object", "properties": {"a": {"$ref": "#/nope"}}}), "response_format",
      "cannot be compiled by llguidance"),
-    (JsonSchema({"type": "string", "minLength": 5, "maxLength": 2}), "response_format.value", "minLength"),
-    (JsonSchema(False), "response_format.value", "cannot be compiled"),
-    (JsonSchema(["not", "a", "schema"]), "response_format.value", "must be an object or a boolean"),  # type: ignore[arg-type]
-    (JsonSchema({"type": "number", "maximum": float("nan")}), "response_format.value", "only JSON values"),
-    (Regex("a(b"), "response_format.value", "unclosed group"),
-    (Regex("(?=a)b"), "response_format.value", "look-around"),
-    (Regex(""), "response_format.value", "non-empty"),
+    (JsonSchema({"type": "string", "minLength": 5, "maxLength": 2}), "response_format", "minLength"),
+    (JsonSchema(False), "response_format", "cannot be compiled"),
+    (JsonSchema(["not", "a", "schema"]), "response_format", "must be an object or a boolean"),  # type: ignore[arg-type]
+    (JsonSchema({"type": "number", "maximum": float("nan")}), "response_format", "only JSON values"),
+    (Regex("a(b"), "response_format", "unclosed group"),
+    (Regex("(?=a)b"), "response_format", "look-around"),
+    (Regex(""), "response_format", "non-empty"),
     # validates, then blows up the lexer on its first byte: found by the first-step probe
-    (Regex("a{1000000}"), "response_format.value", "too complex for the grammar engine"),
+    (Regex("a{1000000}"), "response_format", "too complex for the grammar engine"),
 ])
 def test_bad_formats_refused_before_generation(tokenizer: Tokenizer, fmt, param: str, message: str) -> None:
     with pytest.raises(ConstraintError) as info:
         compile_response_format(fmt, tokenizer)
-    assert info.value.param == param
-    assert str(info.value).startswith(f"{param}: ")
-    assert message in str(info.value)
+    assert info.value.param is Param(param) and info.value.index is None
+    assert str(info.value) == f"{param}: {info.value.detail}"
+    assert message in info.value.detail
 
 
 # --- tools ------------------------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ TOOLS = {t.name: t for t in (WEATHER, ADD)}
 
 
 def _check_calls(text: str, compiled: CompiledGrammar) -> list[str]:
-    calls = parse_tool_calls(text, compiled.tools)
+    calls = parse_tool_calls(text, compiled.tool_names)
     assert calls
     for call in calls:
         jsonschema.validate(json.loads(call.arguments), dict(TOOLS[call.name].parameters_schema))
@@ -208,6 +214,28 @@ def test_one_call_per_response_then_only_end_of_turn(tokenizer: Tokenizer, mode:
     assert constraint.is_accepting()
     assert np.flatnonzero(allowed).tolist() == [tokenizer.eos_id]
     assert not allowed[tokenizer.encode("\n")[0]]
+
+
+@pytest.mark.parametrize("mode", [ToolChoiceMode.REQUIRED, ToolChoiceMode.AUTO])
+def test_parallel_calls_up_to_max_calls_then_only_end_of_turn(tokenizer: Tokenizer, mode: ToolChoiceMode) -> None:
+    """With max_calls 3, after each of the first two calls another may follow or the turn may end; after the
+    third, only end-of-turn (the bound stops a small model that would repeat a call until max_tokens)."""
+    compiled = compile_constraint(tokenizer, tools=[WEATHER, ADD], tool_choice=ToolChoice(mode), max_calls=3)
+    assert compiled is not None
+    assert compiled.policy == ToolPolicy(("get_weather", "add"), calls_only=mode is ToolChoiceMode.REQUIRED, max_calls=3)
+    constraint = Constraint(compiled, tokenizer)
+    call = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>'
+    newline = tokenizer.encode("\n")[0]
+    for n in range(3):
+        for token in tokenizer.encode(("\n" if n else "") + call):
+            assert constraint.allowed_mask()[token], tokenizer.decode([token])
+            constraint.advance(token)
+        allowed = constraint.allowed_mask()
+        assert constraint.is_accepting() and allowed[tokenizer.eos_id]
+        assert allowed[newline] == (n < 2)
+    assert constraint.is_stopped()
+    with pytest.raises(ConstraintError, match="max_calls"):
+        compile_constraint(tokenizer, tools=[ADD], max_calls=0)
 
 
 def test_named_tool_choice_calls_exactly_that_tool(tokenizer: Tokenizer, closing: np.ndarray) -> None:
@@ -259,7 +287,7 @@ def test_auto_with_a_response_format_constrains_the_text(tokenizer: Tokenizer, c
         out = walk(Constraint(compiled, tokenizer), tokenizer, closing, seed)
         _valid_answer(fmt, out)
         out = walk(Constraint(compiled, tokenizer), tokenizer, closing, seed, prefix=TOOL_CALL_OPEN)
-        assert _check_calls(out, compiled) == ["add"] * len(parse_tool_calls(out, compiled.tools))
+        assert _check_calls(out, compiled) == ["add"] * len(parse_tool_calls(out, compiled.tool_names))
 
 
 def test_none_never_calls(tokenizer: Tokenizer, closing: np.ndarray) -> None:
@@ -275,19 +303,19 @@ def test_none_never_calls(tokenizer: Tokenizer, closing: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize(("tools", "choice", "param", "message"), [
-    ([ToolSpec("bad name", {})], None, "tools[0].function.name", "must match"),
-    ([WEATHER, WEATHER], None, "tools[1].function.name", "unique"),
-    ([WEATHER], ToolChoice(ToolChoiceMode.NAMED, "add"), "tool_choice.function.name", "must name one of"),
+    ([ToolSpec("bad name", {})], None, "tool_name[0]", "must match"),
+    ([WEATHER, WEATHER], None, "tool_name[1]", "unique"),
+    ([WEATHER], ToolChoice(ToolChoiceMode.NAMED, "add"), "tool_choice_name", "must name one of"),
     ([], ToolChoice(ToolChoiceMode.REQUIRED), "tool_choice", "needs at least one tool"),
-    ([ToolSpec("f", {"type": "nope"})], None, "tools[0].function.parameters", "not a valid JSON Schema"),
-    ([ToolSpec("f", False)], None, "tools[0].function.parameters", "accepts no arguments"),  # type: ignore[arg-type]
+    ([ToolSpec("f", {"type": "nope"})], None, "tool_parameters[0]", "not a valid JSON Schema"),
+    ([ToolSpec("f", False)], None, "tool_parameters[0]", "accepts no arguments"),  # type: ignore[arg-type]
     ([ToolSpec("f", {"type": "object", "properties": {"a": {"$ref": "#/missing"}}})], None, "tools",
      "cannot be compiled"),
 ])
 def test_bad_tools_refused_before_generation(tokenizer: Tokenizer, tools, choice, param, message) -> None:
     with pytest.raises(ConstraintError) as info:
         compile_constraint(tokenizer, tools=tools, tool_choice=choice)
-    assert info.value.param == param and message in str(info.value)
+    assert info.value.where == param and message in str(info.value)
 
 
 def test_tool_choice_named_needs_a_name() -> None:
@@ -298,15 +326,48 @@ def test_tool_choice_named_needs_a_name() -> None:
 def test_parse_tool_calls() -> None:
     text = (TOOL_CALL_OPEN + '{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n'
             + TOOL_CALL_OPEN + '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>')
-    calls = parse_tool_calls(text, [WEATHER, ADD])
+    calls = parse_tool_calls(text, [WEATHER.name, ADD.name])
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
         ("add", {"a": 1, "b": 2}), ("get_weather", {"city": "Paris", "unit": "c"})]
     for bad in ["hello", TOOL_CALL_OPEN + '{"name": "mul", "arguments": {}}\n</tool_call>',
                 TOOL_CALL_OPEN + '{"name": "add", "arguments": {"a": 1', text + " trailing"]:
         with pytest.raises(ToolCallParseError):
-            parse_tool_calls(bad, [WEATHER, ADD])
+            parse_tool_calls(bad, [WEATHER.name, ADD.name])
     assert may_become_tool_call("<tool") and not may_become_tool_call("<tool_call>\n")
     assert not may_become_tool_call("Hi")
+
+
+CALLS_TEXT = (TOOL_CALL_OPEN + '{"name": "add", "arguments": {"a": {"b": 1}}}\n</tool_call>\n'
+              + TOOL_CALL_OPEN + '{"name": "get_weather", "arguments": {"city": "}\\n</", "unit": "c"}}\n</tool_call>')
+
+
+@settings(max_examples=80, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(CALLS_TEXT)), max_size=12))
+def test_call_stream_fragments_rebuild_the_calls(cuts: list[int]) -> None:
+    """Whatever the pieces, each call's name comes once, first, and its fragments concatenate to its arguments."""
+    stream = ToolCallStream(["add", "get_weather"])
+    bounds = [0, *sorted(cuts), len(CALLS_TEXT)]
+    fragments = [f for a, b in itertools.pairwise(bounds) for f in stream.push(CALLS_TEXT[a:b])]
+    fragments += stream.flush()
+    rebuilt: dict[int, list[str]] = {}
+    for fragment in fragments:
+        if fragment.index not in rebuilt:
+            assert fragment.name is not None
+            rebuilt[fragment.index] = [fragment.name, ""]
+        else:
+            assert fragment.name is None
+        rebuilt[fragment.index][1] += fragment.arguments
+    expected = [[c.name, c.arguments] for c in parse_tool_calls(CALLS_TEXT, ["add", "get_weather"])]
+    assert [rebuilt[i] for i in sorted(rebuilt)] == expected
+    assert stream.complete == 2 and stream.between_calls
+
+
+def test_call_stream_reports_a_cut_call() -> None:
+    stream = ToolCallStream(["add"])
+    fragments = stream.push(TOOL_CALL_OPEN + '{"name": "add", "arguments": {"a": 1}')
+    assert [(f.index, f.name, f.arguments) for f in fragments] == [(0, "add", ""), (0, None, '{"a": 1')]
+    assert [(f.index, f.arguments) for f in stream.flush()] == [(0, "}")]  # held: it might have closed the call
+    assert stream.calls[0].arguments == '{"a": 1}' and stream.complete == 0 and not stream.between_calls
 
 
 def test_prefetched_mask_equals_synchronous_mask(tokenizer: Tokenizer) -> None:
@@ -354,4 +415,4 @@ def test_tiny_model_constrained_generation(tmp_path: Path, tokenizer: Tokenizer)
 def test_response_format_errors_named_even_with_tools(tokenizer: Tokenizer) -> None:
     with pytest.raises(ConstraintError) as info:
         compile_constraint(tokenizer, Regex("a(b"), tools=[ADD])
-    assert info.value.param == "response_format.value"
+    assert info.value.param is Param.RESPONSE_FORMAT

@@ -8,8 +8,23 @@ import jsonschema
 import numpy as np
 import pytest
 
-from reference_model.constraints import (
-    Constraint,
+from reference_model.constraints import Constraint
+from reference_model.engine import Engine
+from reference_model.errors import ContextLengthError, Param, RequestError
+from reference_model.generation import (
+    BatchGenerator,
+    Finished,
+    GenerationRequest,
+    GenerationRequestError,
+    GenerationSetupError,
+    PromptTooLongError,
+    TokenEvent,
+    check_admissible,
+    collect,
+    generate,
+    tool_call_id,
+)
+from reference_model.grammar import (
     ConstraintError,
     JsonSchema,
     Regex,
@@ -18,19 +33,6 @@ from reference_model.constraints import (
     ToolSpec,
     compile_constraint,
     compile_response_format,
-)
-from reference_model.engine import Engine
-from reference_model.errors import ContextLengthError, ReferenceModelError
-from reference_model.generation import (
-    BatchGenerator,
-    Finished,
-    GenerationRequest,
-    GenerationRequestError,
-    PromptTooLongError,
-    TokenEvent,
-    collect,
-    generate,
-    tool_call_id,
 )
 from reference_model.sampling import Sampler, SamplingParamError, SamplingParams
 from reference_model.stopping import FinishReason, cut_at_stop
@@ -457,24 +459,27 @@ def test_bad_requests_fail_before_any_work(engine: Engine, tokenizer: Tokenizer,
     gen = BatchGenerator(engine, tokenizer)
     limit = engine.context_length
     cases = [
-        (GenerationRequest((1,) * limit, SamplingParams()), PromptTooLongError, "messages"),
-        (GenerationRequest((1,) * 10, SamplingParams(max_tokens=limit - 9)), PromptTooLongError, "max_tokens"),
-        (GenerationRequest((1, 49152), SamplingParams()), GenerationRequestError, "prompt_ids"),
-        (GenerationRequest((1,), SamplingParams(logit_bias={49152: 1.0})), SamplingParamError, "logit_bias"),
+        (GenerationRequest((1,) * limit, SamplingParams()), PromptTooLongError, Param.PROMPT),
+        (GenerationRequest((1,) * 10, SamplingParams(max_tokens=limit - 9)), PromptTooLongError, Param.MAX_TOKENS),
+        (GenerationRequest((1, 49152), SamplingParams()), GenerationRequestError, Param.PROMPT),
+        (GenerationRequest((1,), SamplingParams(logit_bias={49152: 1.0})), SamplingParamError, Param.LOGIT_BIAS),
     ]
     for request, kind, param in cases:
         with pytest.raises(kind) as info:
             gen.add(request)
-        assert info.value.param == param and isinstance(info.value, ReferenceModelError)
-    assert isinstance(cases[0][1]("x", param="messages", prompt_tokens=1, limit=1), ContextLengthError)
+        assert info.value.param is param and isinstance(info.value, RequestError)
+        with pytest.raises(kind) as same:  # the server's early check is the same rule, the same message
+            check_admissible(request, vocab_size=tokenizer.vocab_size, context_length=limit)
+        assert str(same.value) == str(info.value)
+    assert isinstance(cases[0][1](Param.PROMPT, "x", prompt_tokens=1, limit=1), ContextLengthError)
     assert gen.add(GenerationRequest((1,) * 10, SamplingParams(max_tokens=limit - 10))) == 0  # exactly fits
     assert gen.waiting == 1 and engine.active == []
-    with pytest.raises(GenerationRequestError, match="prompt_ids must be a non-empty"):
+    with pytest.raises(GenerationRequestError, match="prompt must be a non-empty"):
         GenerationRequest((), SamplingParams())
-    with pytest.raises(GenerationRequestError, match="params must be a SamplingParams"):
+    with pytest.raises(GenerationSetupError, match="params must be a SamplingParams"):
         GenerationRequest((1,), {"temperature": 0})  # type: ignore[arg-type]
     with pytest.raises(ConstraintError) as bad:
         compile_response_format(Regex("a(b"), tokenizer)
-    assert bad.value.param == "response_format.value"
-    with pytest.raises(GenerationRequestError, match=r"max_batch must be an int in \[1, 4\]"):
+    assert bad.value.param is Param.RESPONSE_FORMAT
+    with pytest.raises(GenerationSetupError, match=r"max_batch must be an int in \[1, 4\]"):
         BatchGenerator(engine, tokenizer, max_batch=9)

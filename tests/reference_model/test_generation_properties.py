@@ -10,22 +10,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reference_model.constraints import (
-    TOOL_CALL_CLOSE,
-    TOOL_CALL_OPEN,
-    JsonSchema,
-    Regex,
-    ToolSpec,
-    compile_response_format,
-)
 from reference_model.engine import Engine
 from reference_model.generation import BatchGenerator, Finished, GenerationRequest, collect, generate
 from reference_model.generation_output import OutputAssembler, OutputMode
+from reference_model.grammar import (
+    JsonSchema,
+    Regex,
+    compile_response_format,
+)
 from reference_model.logprobs import LogprobTracker
 from reference_model.sampling import SamplingParams
 from reference_model.stopping import FinishReason, cut_at_stop
 from reference_model.tiny import TinyModel, build_tiny
 from reference_model.tokenizer import Tokenizer
+from reference_model.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 FIXTURES = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 CHAT_PROMPT = "<|im_start|>user\nAnswer in JSON<|im_end|>\n<|im_start|>assistant\n"
@@ -89,11 +87,11 @@ def test_token_texts_concatenate_to_the_cut_content(tokenizer: Tokenizer, text: 
 @settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES)
 @given(text=st.text(alphabet=ALPHABET, max_size=20), natural=st.booleans())
 def test_auto_mode_holds_a_possible_call_and_releases_text(tokenizer: Tokenizer, text: str, natural: bool) -> None:
-    tool = ToolSpec("f", {"type": "object"})
+    tool = "f"
     call = TOOL_CALL_OPEN + '{"name": "f", "arguments": {"x": 1}}' + TOOL_CALL_CLOSE
     pushed, texts, final = assemble(tokenizer, tokenizer.encode(call), [], tools=[tool], natural=natural)
     assert final.mode is OutputMode.CALLS and final.content == "" and all(t == "" for t, _ in texts)
-    assert [(c.name, c.arguments) for c in final.tool_calls] == ([("f", '{"x": 1}')] if natural else [])
+    assert [(c.name, c.arguments) for c in final.tool_calls] == [("f", '{"x": 1}')]  # complete, cut or not
     ids = tokenizer.encode(text)
     _, texts, final = assemble(tokenizer, ids, [], tools=[tool])
     is_call = text.startswith(TOOL_CALL_OPEN)
@@ -103,7 +101,7 @@ def test_auto_mode_holds_a_possible_call_and_releases_text(tokenizer: Tokenizer,
 
 
 def test_a_possible_call_is_held_until_decided(tokenizer: Tokenizer) -> None:
-    out = OutputAssembler(tokenizer, (), tools=[ToolSpec("f", {"type": "object"})])
+    out = OutputAssembler(tokenizer, (), tools=["f"])
     ids = tokenizer.encode("<tool_cat")
     released = [out.push(t) for t in ids]
     assert all(r == [] for r in released[:-1])  # "<", "<tool", "<tool_" may still be the marker

@@ -12,7 +12,9 @@ import json
 import pytest
 
 from reference_model.chat_template import ChatTemplate
-from reference_model.constraints import (
+from reference_model.engine import Engine
+from reference_model.generation import BatchGenerator, Finished, GenerationRequest, collect, generate, tool_call_id
+from reference_model.grammar import (
     JsonSchema,
     Regex,
     ToolChoice,
@@ -21,8 +23,6 @@ from reference_model.constraints import (
     compile_constraint,
     compile_response_format,
 )
-from reference_model.engine import Engine
-from reference_model.generation import BatchGenerator, Finished, GenerationRequest, collect, generate, tool_call_id
 from reference_model.sampling import SamplingParams
 from reference_model.stopping import FinishReason
 from reference_model.tokenizer import Tokenizer

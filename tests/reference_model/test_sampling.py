@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_model.errors import ReferenceModelError
+from reference_model.errors import Param, ReferenceModelError
 from reference_model.logprobs import log_softmax
 from reference_model.sampling import (
     MAX_SEED,
@@ -51,7 +51,7 @@ def test_range_outside_refused_naming_param_rule_value(param, low, high, below, 
         message = str(info.value)
         assert message.startswith(f"{param} must be {rule}, got "), message
         assert repr(value) in message
-        assert info.value.param == param
+        assert info.value.param is Param(param) and info.value.detail == message[len(param) + 1:]
         assert isinstance(info.value, ReferenceModelError) and isinstance(info.value, ValueError)
 
 
@@ -64,18 +64,26 @@ def test_temperature_message_example() -> None:
     ({"max_tokens": 0}, "max_tokens"), ({"max_tokens": -3}, "max_tokens"), ({"max_tokens": 2.0}, "max_tokens"),
     ({"max_tokens": True}, "max_tokens"),
     ({"seed": -1}, "seed"), ({"seed": MAX_SEED + 1}, "seed"), ({"seed": 1.5}, "seed"),
-    ({"top_logprobs": 6, "logprobs": True}, "top_logprobs"), ({"top_logprobs": -1, "logprobs": True}, "top_logprobs"),
+    ({"top_logprobs": -1, "logprobs": True}, "top_logprobs"), ({"top_logprobs": True, "logprobs": True}, "top_logprobs"),
     ({"top_logprobs": 2}, "top_logprobs"), ({"logprobs": 1}, "logprobs"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"stop": ["a", ""]}, "stop[1]"), ({"stop": [3]}, "stop[0]"),
-    ({"stop": 5}, "stop"),
-    ({"logit_bias": {5: 100.5}}, "logit_bias[5]"), ({"logit_bias": {-1: 1.0}}, "logit_bias"),
+    ({"stop": ["a", ""]}, "stop[1]"), ({"stop": [3]}, "stop[0]"), ({"stop": 5}, "stop"),
+    ({"logit_bias": {5: math.nan}}, "logit_bias[5]"), ({"logit_bias": {5: "1"}}, "logit_bias[5]"),
+    ({"logit_bias": {-1: 1.0}}, "logit_bias"),
 ])
 def test_discrete_parameters_refused(kwargs, param) -> None:
-    """Integer, boolean and list parameters outside their rules are refused, naming the parameter."""
+    """Integer, boolean and list parameters outside their rules are refused, naming the parameter (typed)."""
     with pytest.raises(SamplingParamError) as info:
         SamplingParams(**kwargs)
-    assert info.value.param == param
+    assert info.value.where == param
     assert str(info.value).startswith(f"{param} must be ")
+
+
+def test_api_limits_are_not_the_engines() -> None:
+    """How many stop sequences or alternatives, how large a bias: an API's bounds, not the sampler's."""
+    params = SamplingParams(stop=["a", "b", "c", "d", "e"], logprobs=True, top_logprobs=20, logit_bias={3: 250.0})
+    assert len(params.stop) == 5 and params.logit_bias == ((3, 250.0),)
+    with pytest.raises(SamplingParamError, match=r"top_logprobs must be at most the vocabulary size 5"):
+        Sampler(SamplingParams(logprobs=True, top_logprobs=6), 5)
 
 
 def test_discrete_edges_accepted() -> None:
@@ -267,7 +275,7 @@ def test_penalties_come_before_temperature() -> None:
 def test_logit_bias_applies_and_checks_ids() -> None:
     sampler = Sampler(SamplingParams(temperature=0.0, logit_bias={3: 100}), 5)
     assert sampler.sample(np.array([5.0, 4.0, 3.0, 2.0, 1.0], dtype=np.float32)).token_id == 3
-    with pytest.raises(SamplingParamError, match=r"logit_bias must be keyed by token ids in \[0, 5\), got 9"):
+    with pytest.raises(SamplingParamError, match=r"logit_bias\[9\] must be keyed by token ids in \[0, 5\), got 9"):
         Sampler(SamplingParams(logit_bias={9: 1.0}), 5)
 
 
