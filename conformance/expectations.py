@@ -1,78 +1,25 @@
-"""Reusable expectations over exchanges: error envelopes, refusals, completions.
+"""Reusable expectations over exchanges: refusals and completions.
 
 Each function either returns quietly or raises Fail with the exchange as evidence, so a check
-reads as a list of the rules it verifies.
+reads as a list of the rules it verifies. The error envelope and the media types are judged in
+conformance.judges (envelope, stream); their helpers are re-exported here for the checks.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from conformance.client import Exchange
+from conformance.judges.envelope import (  # noqa: F401 - re-exported
+    JSON_TYPE,
+    envelope_problems,
+    envelope_shape,
+    error_text,
+    is_json_content_type,
+    names_field,
+)
+from conformance.judges.stream import EVENT_STREAM_TYPE  # noqa: F401 - re-exported
 from conformance.verdicts import Fail, require
-
-JSON_TYPE = re.compile(r"^\s*application/json\s*(;.*)?$", re.IGNORECASE)
-EVENT_STREAM_TYPE = re.compile(r"^\s*text/event-stream\s*(;.*)?$", re.IGNORECASE)
-
-
-def envelope_shape(body: Any) -> str | None:
-    """`hf`, `openai` or `loading` for a recognised error envelope, else None."""
-    if not isinstance(body, dict) or "error" not in body:
-        return None
-    error = body["error"]
-    if isinstance(error, dict):
-        return "openai"
-    if isinstance(error, str):
-        return "loading" if "estimated_time" in body else "hf"
-    return None
-
-
-def envelope_problems(body: Any) -> list[str]:
-    """What is wrong with an error envelope (empty when it is a well-formed HF, loading or OpenAI envelope)."""
-    shape = envelope_shape(body)
-    if shape is None:
-        return ["body is not a JSON error envelope ({'error': '...'} or {'error': {'message': ...}})"]
-    problems = []
-    if shape in ("hf", "loading"):
-        if not body["error"].strip():
-            problems.append("error is an empty string")
-        if shape == "hf" and not isinstance(body.get("error_type"), str):
-            problems.append(f"error_type must be a string, got {body.get('error_type')!r}")
-        if shape == "loading" and "error_type" in body and not isinstance(body["error_type"], str):
-            problems.append(f"error_type must be a string when present, got {body['error_type']!r}")
-    else:
-        error = body["error"]
-        for key in ("message", "type"):
-            if not isinstance(error.get(key), str):
-                problems.append(f"error.{key} must be a string, got {error.get(key)!r}")
-        for key in ("param", "code"):
-            if key not in error:
-                problems.append(f"error.{key} is missing (string or null expected)")
-            elif error[key] is not None and not isinstance(error[key], str):
-                problems.append(f"error.{key} must be a string or null, got {error[key]!r}")
-    return problems
-
-
-def error_text(body: Any) -> str:
-    """The message (and param) of an error envelope as one searchable string."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        return " ".join(str(error.get(k) or "") for k in ("message", "param"))
-    return ""
-
-
-def names_field(body: Any, field: str) -> bool:
-    """True when the error's message or param names the field (its last path segment is enough)."""
-    text = error_text(body).lower()
-    leaf = re.split(r"[.\[\]]+", field.strip("."))
-    leaf = [p for p in leaf if p and not p.isdigit()]
-    candidates = {field.lower()} | ({leaf[-1].lower()} if leaf else set())
-    return any(c and c in text for c in candidates)
 
 
 def refused_4xx(ex: Exchange, what: str) -> None:
@@ -106,11 +53,6 @@ def first_content(ex: Exchange, what: str) -> Any:
     contents = choice_contents(body)
     require(bool(contents), f"{what}: the response has no choices", actual=body.get("choices"), exchanges=ex)
     return contents[0]
-
-
-def is_json_content_type(ex: Exchange) -> bool:
-    """True when Content-Type is application/json (parameters allowed)."""
-    return bool(JSON_TYPE.match(ex.header("content-type") or ""))
 
 
 def raise_fail(message: str, ex: Exchange | list[Exchange], **kw: Any) -> None:

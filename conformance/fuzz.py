@@ -6,7 +6,8 @@ random examples:
 
 * positive: schema-valid requests; each must get 2xx with a spec-valid body (a stream: a valid SSE
   stream, checked by the `chatconform_sse_stream` schemathesis check registered below) or a 4xx
-  status documented for the operation with an error envelope;
+  status documented for the operation with an error envelope. The stream and the envelope are
+  judged by the judges of their clauses (conformance.judges), as the clause checks judge them;
 * negative: schema-invalid requests; each must get a 4xx.
 
 In both, every status must be one the operation documents. A case is judged by what is actually
@@ -31,7 +32,10 @@ so the positive phase reaches generation on a server that needs `model`; each ph
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -39,14 +43,16 @@ from typing import Any
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 
+from conformance import judges
 from conformance.client import Exchange, Target
 from conformance.config import DEFAULT_FUZZ_SHRINK, SuiteConfig
 from conformance.fuzz_inputs import clamp, dialect_openapi, encode, with_model
+from conformance.judges.stream import as_stream
 from conformance.no_answer import answered, unanswered
-from conformance.sse import DONE, parse_sse
 from spec import schemas
 
 PATH = "/v1/chat/completions"
@@ -54,6 +60,12 @@ COVERAGE_FACTOR = 2  # coverage cases per phase: at most this many times fuzz_bu
 VALID = "fuzz.valid.accepted"
 INVALID = "fuzz.invalid.refused"
 DOCUMENTED = "fuzz.status.documented"
+# The stream rules a generated 2xx stream is held to (fuzz.valid.accepted): framing, JSON events, the chunk
+# schema, one id, one finish_reason per choice, the terminator. The stream checks judge every rule on their streams.
+STREAM_RULES = (
+    "stream.framing.data-lines", "stream.event.json", "stream.chunk.schema-valid", "stream.chunk.id-consistent",
+    "stream.finish-reason.exactly-once", "stream.terminator.done", "stream.terminator.nothing-after",
+)
 # Header parameters are fixed, so the generated variation (and the negative mutations) is the body's.
 FIXED_HEADERS = {"x-use-cache": "false", "x-wait-for-model": "false"}
 
@@ -163,33 +175,16 @@ class _BudgetSpent(BaseException):
 # --- the stream state machine as a schemathesis check ---------------------------------------------
 
 
-def stream_problems(raw: bytes) -> list[str]:
-    """What is wrong with an SSE body of a chat completion stream (empty when it is conforming)."""
-    parse = parse_sse(raw)
-    problems = [f"framing: {line!r}" for line in parse.framing_errors[:5]]
-    if parse.error_event is not None:
-        problems.append(f"error event in a 200 stream: {json.dumps(parse.error_event)[:200]}")
-    problems += [f"data event is not JSON: {event[:100]!r}" for event in parse.non_json_events[:5]]
-    if not parse.done:
-        problems.append("the stream does not end with data: [DONE]")
-    elif parse.data and parse.data[-1] != DONE:
-        problems.append("data: [DONE] is not the last event")
-    if parse.after_done:
-        problems.append(f"lines after [DONE]: {parse.after_done[:3]!r}")
-    ids, finishes = set(), Counter()
-    for i, chunk in enumerate(parse.chunks):
-        for violation in schemas.validate("chunk", chunk)[:3]:
-            problems.append(f"chunk {i}: {violation.message}")
-        ids.add(chunk.get("id"))
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("finish_reason") is not None:
-                finishes[choice.get("index")] += 1
-    if len(ids) > 1:
-        problems.append(f"chunk ids differ within one stream: {sorted(map(str, ids))[:3]}")
-    problems += [f"choice {index} reports finish_reason {n} times" for index, n in finishes.items() if n != 1]
-    if parse.chunks and not finishes:
-        problems.append("no chunk reports a finish_reason")
-    return problems
+def stream_problems(raw: bytes, request_body: str | None = None) -> list[str]:
+    """What is wrong with an SSE body of a chat completion stream (empty when it is conforming).
+
+    Judged by the stream clauses' own judges (STREAM_RULES, conformance.judges); `request_body`
+    (the JSON the request sent) tells them what was asked for, such as n.
+    """
+    ex = Exchange(method="POST", url=PATH, request_headers={}, request_body=request_body or '{"stream": true}',
+                  status=200, headers={"content-type": "text/event-stream"},
+                  body_text=raw.decode("utf-8", errors="replace"), elapsed_s=0.0)
+    return [f"{cid}: {problem.describe()}" for cid, problem in judges.problems_of(STREAM_RULES, as_stream(ex))]
 
 
 @schemathesis.check
@@ -198,7 +193,7 @@ def chatconform_sse_stream(ctx: schemathesis.CheckContext, response: schemathesi
     """A 200 answer to a request with stream true is a conforming SSE chat completion stream."""
     if not (isinstance(case.body, dict) and case.body.get("stream") is True) or response.status_code != 200:
         return None
-    problems = stream_problems(response.content)
+    problems = stream_problems(response.content, json.dumps(case.body))
     if problems:
         raise AssertionError("invalid chat completion stream: " + "; ".join(problems[:8]))
     return True
@@ -214,7 +209,8 @@ def documented_statuses() -> frozenset[int]:
 
 
 def _envelope(ex: Exchange) -> bool:
-    return isinstance(ex.json, dict) and not schemas.validate("error", ex.json)
+    """An error envelope, as errors.envelope.shape judges it (its fields are their own clauses' to judge)."""
+    return not judges.problems("errors.envelope.shape", ex)
 
 
 def _as_httpx(ex: Exchange) -> httpx.Response:
@@ -251,7 +247,7 @@ def judge(case: schemathesis.Case, ex: Exchange, body_valid: bool, documented: f
     if 400 <= ex.status < 500:
         if _envelope(ex):
             return None
-        return _ValidNotAccepted(f"a schema-valid request got {ex.status} without a spec-valid error envelope")
+        return _ValidNotAccepted(f"a schema-valid request got {ex.status} without an error envelope")
     return _ValidNotAccepted(f"a schema-valid request got {ex.status}, expected 2xx or a documented 4xx")
 
 
@@ -347,11 +343,33 @@ def _prepare(case: schemathesis.Case, model: str | None) -> bytes:
     return encode(case.body)
 
 
+@contextmanager
+def _private_hypothesis_home() -> Iterator[None]:
+    """Hypothesis' storage (example database, caches) in a temporary directory while a phase runs.
+
+    Hypothesis writes caches under ./.hypothesis even with database=None; a conformance run must
+    leave nothing in the directory it was started from. The previous home is restored afterwards.
+    """
+    previous = storage_directory(intent_to_write=False).home_directory
+    with tempfile.TemporaryDirectory(prefix="chatconform-hypothesis-") as home:
+        set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(previous)
+
+
 def run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> PhaseResult:
     """Run one phase: coverage cases (up to 2 x fuzz_budget), then `fuzz_budget` seeded random examples.
 
     Once a case has failed, at most `fuzz_shrink` requests beyond those are sent (see the module docstring).
+    Hypothesis keeps no example database and writes its caches to a temporary directory only.
     """
+    with _private_hypothesis_home():
+        return _run_phase(target, config, mode)
+
+
+def _run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> PhaseResult:
     phase = _Phase(target, "positive" if mode == GenerationMode.POSITIVE else "negative", config.fuzz_budget,
                    config.fuzz_shrink)
     schema = schemathesis.openapi.from_dict(dialect_openapi(config.dialect), config=schemathesis.Config())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.samples import WEATHER_TOOL
+from spec import limits
 
 _REMOVE = object()  # marks a key to delete from the base body
 
@@ -44,9 +45,21 @@ def _schema_format(dialect: str, schema: Any) -> dict[str, Any]:
     return {"type": "json", "value": schema}
 
 
+def _outside(clause_id: str, field: str, below: float, above: float, **extra: Any) -> list[InvalidCase]:
+    """Two cases: the field `below` under its spec minimum and `above` over its maximum (spec/openapi.yaml)."""
+    found = limits.bounds(field)
+    integral = found.low is not None and float(found.low).is_integer() and float(below).is_integer()
+    values = (found.below(below), found.above(above))
+    return [_case(clause_id, f"{field} {value:g}", field, **extra, **{field: int(value) if integral else value})
+            for value in values]
+
+
 def invalid_cases(dialect: str) -> list[InvalidCase]:
     """Every invalid field value the errors.* clauses name, as requests (in clause order)."""
     tool = WEATHER_TOOL
+    too_many = limits.max_stop_sequences() + 1
+    n_low = limits.bounds("n").low or 1
+    bias = limits.logit_bias_bounds()
     return [
         _case("errors.messages.missing", "messages missing", "messages", messages=_REMOVE),
         _case("errors.messages.empty", "messages empty", "messages", messages=[]),
@@ -72,25 +85,21 @@ def invalid_cases(dialect: str) -> list[InvalidCase]:
         _case("errors.field.wrong-type", "n fractional", "n", n=1.5),
         _case("errors.max-tokens.negative", "max_tokens -1", "max_tokens", max_tokens=-1),
         _case("errors.max-tokens.beyond-context", "max_tokens 10^9", "max_tokens", max_tokens=1_000_000_000),
-        _case("errors.temperature.range", "temperature -0.5", "temperature", temperature=-0.5),
-        _case("errors.temperature.range", "temperature 2.5", "temperature", temperature=2.5),
-        _case("errors.top-p.range", "top_p -0.1", "top_p", top_p=-0.1),
-        _case("errors.top-p.range", "top_p 1.5", "top_p", top_p=1.5),
-        _case("errors.frequency-penalty.range", "frequency_penalty -2.5", "frequency_penalty", frequency_penalty=-2.5),
-        _case("errors.frequency-penalty.range", "frequency_penalty 2.5", "frequency_penalty", frequency_penalty=2.5),
-        _case("errors.presence-penalty.range", "presence_penalty -2.5", "presence_penalty", presence_penalty=-2.5),
-        _case("errors.presence-penalty.range", "presence_penalty 2.5", "presence_penalty", presence_penalty=2.5),
-        _case("errors.top-logprobs.range", "top_logprobs -1", "top_logprobs", logprobs=True, top_logprobs=-1),
-        _case("errors.top-logprobs.range", "top_logprobs 6", "top_logprobs", logprobs=True, top_logprobs=6),
+        *_outside("errors.temperature.range", "temperature", 0.5, 0.5),
+        *_outside("errors.top-p.range", "top_p", 0.1, 0.5),
+        *_outside("errors.frequency-penalty.range", "frequency_penalty", 0.5, 0.5),
+        *_outside("errors.presence-penalty.range", "presence_penalty", 0.5, 0.5),
+        *_outside("errors.top-logprobs.range", "top_logprobs", 1, 1, logprobs=True),
         _case("errors.top-logprobs.without-logprobs", "top_logprobs 0 without logprobs", "top_logprobs", top_logprobs=0),
         _case("errors.top-logprobs.without-logprobs", "top_logprobs 2 with logprobs false", "top_logprobs",
               logprobs=False, top_logprobs=2),
-        _case("errors.stop.too-many", "five stop sequences", "stop", stop=["a", "b", "c", "d", "e"]),
-        _case("errors.n.invalid", "n 0", "n", n=0),
-        _case("errors.n.invalid", "n -1", "n", n=-1),
+        _case("errors.stop.too-many", f"{too_many} stop sequences", "stop",
+              stop=[chr(ord("a") + i) for i in range(too_many)]),
+        _case("errors.n.invalid", f"n {n_low - 1:g}", "n", n=int(n_low - 1)),
+        _case("errors.n.invalid", f"n {n_low - 2:g}", "n", n=int(n_low - 2)),
         _case("errors.seed.negative", "seed -1", "seed", seed=-1),
-        _case("errors.logit-bias.range", "logit_bias 101", "logit_bias", logit_bias={"42": 101}),
-        _case("errors.logit-bias.range", "logit_bias -101", "logit_bias", logit_bias={"42": -101}),
+        _case("errors.logit-bias.range", f"logit_bias {bias.above(1):g}", "logit_bias", logit_bias={"42": bias.above(1)}),
+        _case("errors.logit-bias.range", f"logit_bias {bias.below(1):g}", "logit_bias", logit_bias={"42": bias.below(1)}),
         _case("errors.tool-choice.unknown-function", "tool_choice names an unknown function", "tool_choice",
               tools=[tool], tool_choice={"type": "function", "function": {"name": "no_such_function"}}),
         _case("errors.tool-choice.invalid", "tool_choice sometimes", "tool_choice", tools=[tool], tool_choice="sometimes"),

@@ -170,19 +170,15 @@ def need(
                            exchanges=exchanges)
 
 
-def _error_envelope(body: Any) -> bool:
-    """True for the HF (`{"error": "..."}`) or OpenAI (`{"error": {"message": ...}}`) envelope."""
-    if not isinstance(body, dict) or "error" not in body:
-        return False
-    error = body["error"]
-    if isinstance(error, str):
-        return bool(error.strip())
-    return isinstance(error, dict) and isinstance(error.get("message"), str)
-
-
 def refused_clearly(ex: Exchange) -> bool:
-    """True for a 4xx other than 404/405 (a known route) whose body is a JSON error envelope."""
-    return 400 <= ex.status < 500 and ex.status not in (404, 405) and _error_envelope(ex.json)
+    """True for a 4xx other than 404/405 (a known route) whose body is an error envelope with a message.
+
+    The envelope is judged by conformance.judges.envelope, the same functions as the errors.envelope.*
+    clauses (imported here, not at the top: the judges raise this module's Fail).
+    """
+    from conformance.judges.envelope import clear_refusal
+
+    return clear_refusal(ex)
 
 
 def unsupported_or_fail(ex: Exchange, feature: str) -> NoReturn:

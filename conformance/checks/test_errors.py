@@ -10,11 +10,12 @@ import pytest
 
 from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
-from conformance.expectations import envelope_problems, envelope_shape, is_json_content_type, names_field, refused_4xx
+from conformance.expectations import envelope_shape, names_field, refused_4xx
 from conformance.invalid_requests import invalid_cases
+from conformance.judges import enforce
 from conformance.no_answer import answered, raise_unanswered, unanswered
 from conformance.registry import clause
-from conformance.verdicts import Fail, NotApplicable, require
+from conformance.verdicts import Fail, NotApplicable, need, require
 
 TOO_LARGE_BYTES = 64 * 1024 * 1024  # the clause's figure: 64 MiB of valid JSON
 
@@ -105,32 +106,42 @@ def _errors(items: list[ErrorExchange]) -> list[ErrorExchange]:
 def test_envelope_shape(invalid_exchanges: list[ErrorExchange], body_exchanges: list[ErrorExchange]) -> None:
     """Every 4xx and 5xx response body is a JSON error envelope of the HF shape or the OpenAI shape."""
     for item in _errors(_all(invalid_exchanges, body_exchanges)):
-        require(envelope_shape(item.exchange.json) is not None, f"{item.label}: the error body is not an error envelope",
-                expected="{'error': '...'} or {'error': {'message': ...}}", actual=item.exchange.body_text[:300],
-                exchanges=item.exchange)
+        enforce("errors.envelope.shape", item.exchange, item.label)
 
 
-def _envelope_fields(shape: str, invalid: list[ErrorExchange], bodies: list[ErrorExchange]) -> None:
-    matching = [e for e in _errors(_all(invalid, bodies))
-                if envelope_shape(e.exchange.json) in ((shape,) if shape == "openai" else ("hf",))]
+def _envelope_fields(clause_id: str, shape: str, invalid: list[ErrorExchange], bodies: list[ErrorExchange]) -> None:
+    """The clause's judge on every error of this shape; SKIPPED when the target uses the other shape only.
+
+    When no request got an error at all, no envelope was there to judge: the invalid requests that
+    were answered without one are their errors.* clauses' failures.
+    """
+    items = _all(invalid, bodies)
+    errors = _errors(items)
+    if not errors:
+        answered_items = [e for e in items if not unanswered(e.exchange)]
+        if not answered_items:  # nothing came back at all: transport.answer.every-request's to judge
+            raise_unanswered([e.exchange for e in items], "invalid requests")
+        need(False, "an error response to any invalid request", root=answered_items[0].clause_id,
+             actual=[(e.label, e.exchange.status) for e in answered_items[:5]],
+             exchanges=[e.exchange for e in answered_items[:3]])
+    matching = [e for e in errors if envelope_shape(e.exchange.json) == shape]
     if not matching:
-        raise NotApplicable(f"no {shape}-shaped error envelope was returned")
+        raise NotApplicable(f"no {shape}-shaped error envelope was returned (the target uses the other shape)",
+                            exchanges=errors[0].exchange)
     for item in matching:
-        problems = envelope_problems(item.exchange.json)
-        require(not problems, f"{item.label}: {'; '.join(problems)}", expected=f"a complete {shape} envelope",
-                actual=item.exchange.json, exchanges=item.exchange)
+        enforce(clause_id, item.exchange, item.label)
 
 
 @clause("errors.envelope.hf-fields")
 def test_envelope_hf_fields(invalid_exchanges: list[ErrorExchange], body_exchanges: list[ErrorExchange]) -> None:
     """An HF-shaped error envelope has a non-empty error message string and an error_type string."""
-    _envelope_fields("hf", invalid_exchanges, body_exchanges)
+    _envelope_fields("errors.envelope.hf-fields", "hf", invalid_exchanges, body_exchanges)
 
 
 @clause("errors.envelope.openai-fields")
 def test_envelope_openai_fields(invalid_exchanges: list[ErrorExchange], body_exchanges: list[ErrorExchange]) -> None:
     """An OpenAI-shaped error envelope has error.message and error.type as strings, and error.param and error.code as strings or null."""
-    _envelope_fields("openai", invalid_exchanges, body_exchanges)
+    _envelope_fields("errors.envelope.openai-fields", "openai", invalid_exchanges, body_exchanges)
 
 
 @clause("errors.envelope.names-problem")
@@ -147,8 +158,7 @@ def test_envelope_names_problem(invalid_exchanges: list[ErrorExchange]) -> None:
 def test_envelope_content_type(invalid_exchanges: list[ErrorExchange], body_exchanges: list[ErrorExchange]) -> None:
     """Every error response has Content-Type application/json."""
     for item in _errors(_all(invalid_exchanges, body_exchanges)):
-        require(is_json_content_type(item.exchange), f"{item.label}: the error is not application/json",
-                expected="application/json", actual=item.exchange.header("content-type"), exchanges=item.exchange)
+        enforce("errors.envelope.content-type", item.exchange, item.label)
 
 
 @clause("errors.status.validation")

@@ -17,6 +17,7 @@ from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
 from conformance.expectations import completion, envelope_problems, first_content
 from conformance.registry import clause
+from conformance.samples import first_choice_content, need_answer
 from conformance.verdicts import Fail, NotApplicable, NotExercised, require
 
 WRONG_TOKEN = "chatconform-wrong-token-0000"
@@ -100,9 +101,18 @@ def test_use_cache_accepted(target: Target) -> None:
         completion(target.chat(target.body(max_tokens=2), headers={"x-use-cache": value}), f"x-use-cache {value}")
 
 
+SEEDS_TO_VARY = 3  # distinct seeds that show whether the target varies its output at all
+
+
 @clause("headers.x-use-cache.false-fresh")
-def test_use_cache_false_fresh(target: Target) -> None:
-    """With x-use-cache false, three identical unseeded requests with an open-ended prompt at temperature 1 get three distinct ids and at least two distinct contents."""
+def test_use_cache_false_fresh(target: Target, suite_config: SuiteConfig) -> None:
+    """With x-use-cache false, three identical unseeded requests with an open-ended prompt at temperature 1 get three distinct ids and at least two distinct contents.
+
+    Three identical contents show a cache only on a target that varies its output at all: a
+    deterministic server (one canned answer, fresh ids) is not a caching one. So identical contents
+    are followed by three requests that differ in seed; when those give one content too, the target
+    never varies and the clause is not exercised (params.seed.varies judges that).
+    """
     body = target.body(max_tokens=16, temperature=1, messages=[
         {"role": "user", "content": "Write one sentence about anything you like."}])
     exchanges = target.many([lambda: target.chat(body, headers={"x-use-cache": "false"})] * 3)
@@ -110,8 +120,21 @@ def test_use_cache_false_fresh(target: Target) -> None:
     contents = [first_content(ex, "x-use-cache false") for ex in exchanges]
     require(len(set(map(repr, ids))) == 3, "x-use-cache false: the three answers do not have three distinct ids",
             expected="3 distinct ids", actual=ids, exchanges=exchanges)
-    require(len(set(map(repr, contents))) >= 2, "x-use-cache false: three sampled answers are all identical",
-            expected=">= 2 distinct contents", actual=contents, exchanges=exchanges)
+    if len(set(map(repr, contents))) >= 2:
+        return
+    seeds = [suite_config.seed + i for i in range(SEEDS_TO_VARY)]
+    seeded = target.many(lambda s=s: target.chat(dict(body, seed=s), headers={"x-use-cache": "false"}) for s in seeds)
+    for ex in seeded:
+        need_answer(ex, "a seeded request at temperature 1", "request.messages.accepted")
+    varied = [first_choice_content(ex) for ex in seeded]
+    if len(set(map(repr, varied))) < 2:
+        raise NotExercised(f"not exercised: three identical requests gave one content, and so did seeds {seeds}: the "
+                           "target never varies its output at temperature 1, so identical answers show no cache "
+                           "(judged by params.seed.varies)", root="params.seed.varies",
+                           actual=[contents[0], varied[0]], exchanges=[*exchanges, *seeded])
+    raise Fail("x-use-cache false: three sampled answers are all identical, although distinct seeds give distinct "
+               "contents: the identical requests were answered from a cache", expected=">= 2 distinct contents",
+               actual={"identical requests": contents, f"seeds {seeds}": varied}, exchanges=[*exchanges, *seeded])
 
 
 @clause("headers.x-use-cache.cached-identical")

@@ -7,7 +7,7 @@ from typing import Any
 from conformance.client import Target
 from conformance.expectations import completion, first_content
 from conformance.registry import clause
-from conformance.verdicts import NotApplicable, require
+from conformance.verdicts import need, require
 
 
 def _models(target: Target) -> tuple[Any, Any]:
@@ -63,8 +63,12 @@ def test_health_ready(target: Target) -> None:
 
 
 def _model_route(target: Target) -> None:
+    """NotExercised unless a model id is known: without --model it comes from GET /v1/models, which
+    routes.models.lists-served requires to list the served model."""
     if not target.model:
-        raise NotApplicable("no model id known (give --model, or list one at GET /v1/models)")
+        models = target.get("/v1/models")
+        need(False, "a model id (from --model or GET /v1/models)", root="routes.models.lists-served",
+             actual=f"{models.status} {models.body_text[:200]}", exchanges=models)
 
 
 @clause("routes.model-path.served")

@@ -17,7 +17,7 @@ import pytest
 from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
 from conformance.registry import clause
-from conformance.verdicts import Fail, Ignored, NotApplicable, Unsupported, refused_clearly, require
+from conformance.verdicts import Fail, Ignored, NotApplicable, Unsupported, need, refused_clearly, require
 
 FRESH = {"x-use-cache": "false"}
 STORY = "Write a long story about a dragon who learns to fly."
@@ -51,10 +51,11 @@ def _finish(ex: Exchange) -> Any:
 
 
 def _completion_tokens(ex: Exchange) -> int:
-    """usage.completion_tokens (NotApplicable when the target reports no usage)."""
+    """usage.completion_tokens: NotExercised when the response has none, as response.usage.present judges."""
     usage = ex.json.get("usage")
-    if not isinstance(usage, dict) or not isinstance(usage.get("completion_tokens"), int):
-        raise NotApplicable("the response carries no usage.completion_tokens to count tokens with", exchanges=ex)
+    need(isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int),
+         "usage.completion_tokens (to count the generated tokens with)", root="response.usage.present",
+         actual=usage if usage is not None else "(absent)", exchanges=ex)
     return usage["completion_tokens"]
 
 

@@ -32,11 +32,12 @@ from conformance.effects import (
 )
 from conformance.registry import clause
 from conformance.verdicts import NOTE_PROPERTY, Ignored, NotApplicable, NotExercised, require
+from spec import limits
 
 REPEAT = "List the word 'yes' twenty times."
 PENALTY = 2.0
 PENALTY_TOKENS = 48  # long enough for a repetition the penalty must break, on SmolLM2 and on random weights
-TOP_LOGPROBS = 5  # the most the spec allows: the more alternatives, the likelier an unrepeated rival is seen
+TOP_LOGPROBS = limits.top_logprobs_range()[1]  # the most the spec allows: the more alternatives, the likelier an unrepeated rival is seen
 TOP_P_SEEDS = 3
 
 

@@ -1,16 +1,29 @@
-"""Stream checks: the SSE framing and the chunk state machine (clause order of spec/clauses.yaml)."""
+"""Stream checks: the SSE framing and the chunk state machine (clause order of spec/clauses.yaml).
+
+Each rule of one stream is judged by its judge in conformance.judges (the fuzz phases use the same
+ones); a check here picks the streams to judge and says what it must have observed first.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from conformance.client import StreamExchange, Target
-from conformance.expectations import EVENT_STREAM_TYPE, is_json_content_type, refused_4xx
+from conformance.config import SuiteConfig
+from conformance.invalid_requests import invalid_cases
+from conformance.judges import enforce
+from conformance.judges.stream import chunk_choices
+from conformance.judges.stream_usage import usage_chunk, with_usage
 from conformance.registry import clause
 from conformance.samples import Deferred, Sample, SampleSet, need_answer, require_repeatable
-from conformance.sse import DONE
-from conformance.verdicts import need, require
+from conformance.stream_clock import TimedStream, long_streams, spanned
+from conformance.verdicts import NOTE_PROPERTY, NotApplicable, NotExercised, need, require
+
+# Invalid values tried without stream, in order, for stream.errors.before-stream (invalid_requests labels).
+BEFORE_STREAM_CASES = ("temperature 2.5", "max_tokens -1", "messages empty", "n 0")
+LONG_STORY = [{"role": "user", "content": "Write a long story about a cat."}]
 
 
 def _ex(sample: Sample) -> StreamExchange:
@@ -19,14 +32,9 @@ def _ex(sample: Sample) -> StreamExchange:
     return ex
 
 
-def _choices(chunk: dict[str, Any]) -> list[dict[str, Any]]:
-    choices = chunk.get("choices")
-    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
-
-
-def _with_usage(sample: Sample) -> bool:
-    options = sample.body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
+def _indices(sample: Sample) -> set[Any]:
+    """The choice indices the stream's chunks hold."""
+    return {choice.get("index") for chunk in _ex(sample).chunks for choice in chunk_choices(chunk)}
 
 
 def _need_every_choice(sample: Sample, seen: set[Any]) -> None:
@@ -46,7 +54,7 @@ def _stream_text(ex: StreamExchange) -> tuple[dict[int, str], dict[int, Any]]:
     texts: dict[int, str] = defaultdict(str)
     reasons: dict[int, Any] = {}
     for chunk in ex.chunks:
-        for choice in _choices(chunk):
+        for choice in chunk_choices(chunk):
             index = choice.get("index")
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
             if isinstance(delta.get("content"), str):
@@ -83,111 +91,117 @@ def test_usage_stream_parity(target: Target) -> None:
     need(isinstance(plain.json.get("usage"), dict), "a usage object in the non-streaming answer",
          root="response.usage.present", actual=plain.json.get("usage", "(absent)"), exchanges=plain)
     _need_stream(stream, "the stream with include_usage")
-    usages = [c["usage"] for c in stream.chunks if isinstance(c.get("usage"), dict)]
-    need(bool(usages), "a usage chunk in the stream with include_usage", root="stream.usage.last-chunk", exchanges=stream)
-    expected, actual = _usage_of(plain), {k: usages[-1].get(k) for k in USAGE_KEYS}
+    found = usage_chunk(stream.chunks)
+    usage = stream.chunks[found]["usage"] if found is not None else None
+    need(isinstance(usage, dict), "a usage chunk in the stream with include_usage", root="stream.usage.last-chunk",
+         actual=usage, exchanges=stream)
+    expected, actual = _usage_of(plain), {k: usage.get(k) for k in USAGE_KEYS}
     if actual != expected:
         require_repeatable(target, body, plain, _usage_of)
     require(actual == expected, "stream and non-stream usage differ", expected=expected, actual=actual,
             exchanges=(plain, stream))
 
 
+def _judge_all(streams: SampleSet, clause_id: str, where: Callable[[Sample], bool] | None = None) -> None:
+    """The clause's judge on every accepted stream (of those `where` selects); NotExercised for a lost one."""
+    for sample in streams.judged(where):
+        enforce(clause_id, sample.exchange, f"stream {sample.label}")
+
+
+def _judge_chunks(streams: SampleSet, clause_id: str, where: Callable[[Sample], bool] | None = None) -> None:
+    """As _judge_all, for a rule about chunks: a stream without a JSON chunk is stream.event.json's to judge."""
+    later = Deferred()
+    for sample in streams.judged(where):
+        with later:
+            need(bool(_ex(sample).chunks), f"a JSON chunk in stream {sample.label}", root="stream.event.json",
+                 exchanges=sample.exchange)
+            enforce(clause_id, sample.exchange, f"stream {sample.label}")
+    later.settle()
+
+
 @clause("stream.content-type.event-stream")
 def test_content_type(streams: SampleSet) -> None:
     """A request with stream true is answered 200 with Content-Type text/event-stream."""
     for sample in streams.rooted("stream.content-type.event-stream"):
-        require(sample.exchange.status == 200, f"stream {sample.label}: not answered 200",
-                expected=200, actual=f"{sample.exchange.status} {sample.exchange.body_text[:200]}",
-                exchanges=sample.exchange)
-    for sample in streams.judged():
-        ex = _ex(sample)
-        require(bool(EVENT_STREAM_TYPE.match(ex.header("content-type") or "")),
-                f"stream {sample.label}: Content-Type is not text/event-stream",
-                expected="text/event-stream", actual=ex.header("content-type"), exchanges=ex)
+        enforce("stream.content-type.event-stream", sample.exchange, f"stream {sample.label}")
+    _judge_all(streams, "stream.content-type.event-stream")
 
 
 @clause("stream.framing.data-lines")
 def test_framing(streams: SampleSet) -> None:
     """Every event carries its payload on a data: line and ends with a blank line; any other line is an SSE comment starting with a colon or an SSE event, id or retry field."""
-    for sample in streams.judged():
-        ex = _ex(sample)
-        require(not ex.framing_errors, f"stream {sample.label}: SSE framing errors",
-                expected="data: lines, each event ended by a blank line", actual=ex.framing_errors[:10], exchanges=ex)
-        # Two data: lines without a blank line between them merge into one event: a missing event end.
-        merged = [d for d in ex.data if "\n" in d]
-        require(not merged, f"stream {sample.label}: consecutive data: lines without the blank line that ends an event",
-                expected="one data: line per event", actual=merged[:3], exchanges=ex)
+    _judge_all(streams, "stream.framing.data-lines")
 
 
 @clause("stream.event.json")
 def test_event_json(streams: SampleSet) -> None:
     """Every data payload other than [DONE] is one JSON object."""
-    for sample in streams.judged():
-        ex = _ex(sample)
-        require(not ex.non_json_events, f"stream {sample.label}: data payloads that are not one JSON object",
-                expected="JSON object", actual=ex.non_json_events[:5], exchanges=ex)
-        require(bool(ex.chunks), f"stream {sample.label}: no JSON chunk at all", actual=ex.data[:5], exchanges=ex)
+    _judge_all(streams, "stream.event.json")
 
 
 @clause("stream.chunk.schema-valid")
-def test_chunk_schema(streams: SampleSet, validate: Any) -> None:
+def test_chunk_schema(streams: SampleSet) -> None:
     """Every stream chunk validates against the ChatCompletionChunk schema."""
-    for sample in streams.judged():
-        for chunk in _ex(sample).chunks:
-            validate("chunk", chunk, sample.exchange)
+    _judge_chunks(streams, "stream.chunk.schema-valid")
 
 
 @clause("stream.chunk.object")
 def test_chunk_object(streams: SampleSet) -> None:
     """Every chunk's object field is the string chat.completion.chunk."""
-    for sample in streams.judged():
-        values = [c.get("object") for c in _ex(sample).chunks]
-        bad = [v for v in values if v != "chat.completion.chunk"]
-        require(not bad, f"stream {sample.label}: object is not chat.completion.chunk",
-                expected="chat.completion.chunk", actual=bad[:5], exchanges=sample.exchange)
-
-
-def _consistent(streams: SampleSet, field: str, *, non_empty: bool = False) -> None:
-    for sample in streams.judged():
-        values = [c.get(field, "(absent)") for c in _ex(sample).chunks]
-        distinct = list(dict.fromkeys(map(repr, values)))
-        require(len(distinct) == 1, f"stream {sample.label}: chunks carry different {field} values",
-                expected=f"one {field}", actual=distinct[:5], exchanges=sample.exchange)
-        if non_empty:
-            value = values[0]
-            require(isinstance(value, str) and value.strip() != "", f"stream {sample.label}: {field} is not a non-empty string",
-                    expected="non-empty string", actual=value, exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.chunk.object")
 
 
 @clause("stream.chunk.id-consistent")
 def test_chunk_id_consistent(streams: SampleSet) -> None:
     """Every chunk of one stream carries the same non-empty id."""
-    _consistent(streams, "id", non_empty=True)
+    _judge_chunks(streams, "stream.chunk.id-consistent")
 
 
 @clause("stream.chunk.model-consistent")
 def test_chunk_model_consistent(streams: SampleSet) -> None:
     """Every chunk of one stream carries the same model."""
-    _consistent(streams, "model")
+    _judge_chunks(streams, "stream.chunk.model-consistent")
+
+
+# Long enough to outlast a second on most servers; the stream is timed to straddle one (stream_clock).
+LONG_STREAM_TOKENS = 128
 
 
 @clause("stream.chunk.created-consistent")
-def test_chunk_created_consistent(streams: SampleSet) -> None:
-    """Every chunk of one stream carries the same created value."""
-    _consistent(streams, "created")
+def test_chunk_created_consistent(target: Target, streams: SampleSet,
+                                  record_property: Callable[[str, object], None]) -> None:
+    """Every chunk of one stream carries the same created value.
+
+    Only a stream whose chunks straddle a whole second of the client's clock can show a server that
+    stamps each chunk with the current second; short streams rarely do. So besides the shared
+    streams the check sends long ones, timed to straddle a boundary (conformance.stream_clock). A
+    run in which no stream did cannot tell such a server from a conforming one: not observable.
+    """
+    later = Deferred()
+    with later:
+        _judge_chunks(streams, "stream.chunk.created-consistent")
+    body = target.body(max_tokens=LONG_STREAM_TOKENS, stream=True, messages=LONG_STORY)
+    timed = long_streams(lambda: target.chat_stream(body, headers={"x-use-cache": "false"}))
+    for i, item in enumerate(timed):
+        _need_stream(item.exchange, f"a long stream ({LONG_STREAM_TOKENS} tokens)")
+        enforce("stream.chunk.created-consistent", item.exchange, f"long stream {i + 1}")
+    later.settle()
+    shared = [TimedStream(_ex(s)) for s in streams.accepted]
+    spans = [round(item.span_s, 3) if item.span_s is not None else None for item in timed]
+    across = [f"long stream {i + 1}" for i, item in enumerate(timed) if spanned(item)]
+    across += [f"stream {s.label}" for s, item in zip(streams.accepted, shared, strict=True) if spanned(item)]
+    if not across:
+        raise NotApplicable(
+            f"no stream spanned a whole second of the client's clock (the long streams lasted {spans} s from first "
+            "event to end): a server that stamps each chunk with the current second would look the same, so the "
+            "rule could not be observed", actual=spans, exchanges=[item.exchange for item in timed])
+    record_property(NOTE_PROPERTY, f"one created value per stream; {', '.join(across)} spanned a whole second")
 
 
 @clause("stream.chunk.choice-index")
 def test_chunk_choice_index(streams: SampleSet) -> None:
     """Every chunk choice has an integer index between 0 and n-1."""
-    for sample in streams.judged():
-        n = sample.body.get("n") or 1
-        for i, chunk in enumerate(_ex(sample).chunks):
-            for choice in _choices(chunk):
-                index = choice.get("index")
-                ok = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < n
-                require(ok, f"stream {sample.label} chunk {i}: choice index outside 0..{n - 1}",
-                        expected=f"integer in [0, {n - 1}]", actual=index, exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.chunk.choice-index")
 
 
 @clause("stream.delta.role-first")
@@ -195,35 +209,16 @@ def test_role_first(streams: SampleSet) -> None:
     """The first chunk of each choice has delta.role assistant, and any later delta.role is also assistant."""
     later = Deferred()
     for sample in streams.judged():
-        seen: set[Any] = set()
-        for i, chunk in enumerate(_ex(sample).chunks):
-            for choice in _choices(chunk):
-                index = choice.get("index")
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-                if index not in seen:
-                    seen.add(index)
-                    require(delta.get("role") == "assistant",
-                            f"stream {sample.label} chunk {i}: the first delta of choice {index} has no role assistant",
-                            expected="assistant", actual=delta.get("role", "(absent)"), exchanges=sample.exchange)
-                elif "role" in delta and delta["role"] is not None:
-                    require(delta["role"] == "assistant", f"stream {sample.label} chunk {i}: a later delta.role is not assistant",
-                            expected="assistant", actual=delta["role"], exchanges=sample.exchange)
+        enforce("stream.delta.role-first", sample.exchange, f"stream {sample.label}")
         with later:
-            _need_every_choice(sample, seen)
+            _need_every_choice(sample, _indices(sample))
     later.settle()
 
 
 @clause("stream.delta.content-string")
 def test_delta_content_string(streams: SampleSet) -> None:
     """Every delta.content is a string, null or absent."""
-    for sample in streams.judged():
-        for i, chunk in enumerate(_ex(sample).chunks):
-            for choice in _choices(chunk):
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-                content = delta.get("content")
-                require(content is None or isinstance(content, str),
-                        f"stream {sample.label} chunk {i}: delta.content is neither string nor null",
-                        expected="string or null", actual=content, exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.delta.content-string")
 
 
 @clause("stream.finish-reason.exactly-once")
@@ -231,37 +226,17 @@ def test_finish_exactly_once(streams: SampleSet) -> None:
     """Each choice has exactly one chunk with a non-null finish_reason."""
     later = Deferred()
     for sample in streams.judged():
-        counts: dict[Any, int] = defaultdict(int)
-        for chunk in _ex(sample).chunks:
-            for choice in _choices(chunk):
-                counts[choice.get("index")] += 0
-                if choice.get("finish_reason") is not None:
-                    counts[choice.get("index")] += 1
         with later:  # a stream without chunks, or an n 2 stream missing a choice: judged elsewhere
-            _need_every_choice(sample, set(counts) | {0})
+            _need_every_choice(sample, _indices(sample) | {0})
         # choice 0 is judged whenever there are chunks: a stream whose chunks never finish it breaks this rule
-        judged = sorted(set(counts) & set(range(sample.body.get("n") or 1)) | ({0} if _ex(sample).chunks else set()))
-        for index in judged:
-            require(counts.get(index, 0) == 1, f"stream {sample.label}: choice {index} has {counts.get(index, 0)} finish_reason chunks",
-                    expected=1, actual=counts.get(index, 0), exchanges=sample.exchange)
+        enforce("stream.finish-reason.exactly-once", sample.exchange, f"stream {sample.label}")
     later.settle()
 
 
 @clause("stream.finish-reason.last")
 def test_finish_last(streams: SampleSet) -> None:
     """No chunk after the one carrying a choice's finish_reason adds content or tool_calls to that choice."""
-    for sample in streams.judged():
-        finished: set[Any] = set()
-        for i, chunk in enumerate(_ex(sample).chunks):
-            for choice in _choices(chunk):
-                index = choice.get("index")
-                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-                if index in finished:
-                    adds = bool(delta.get("content")) or bool(delta.get("tool_calls"))
-                    require(not adds, f"stream {sample.label} chunk {i}: choice {index} grows after its finish_reason",
-                            expected="no content or tool_calls", actual=delta, exchanges=sample.exchange)
-                if choice.get("finish_reason") is not None:
-                    finished.add(index)
+    _judge_chunks(streams, "stream.finish-reason.last")
 
 
 def _answer_of(ex: Any) -> tuple[Any, Any]:
@@ -292,62 +267,31 @@ def test_content_parity(target: Target) -> None:
 @clause("stream.usage.absent-unless-requested")
 def test_usage_absent_unless_requested(streams: SampleSet) -> None:
     """Without stream_options.include_usage true, every chunk has at least one choice and a null or absent usage."""
-    for sample in streams.judged(lambda s: not _with_usage(s)):
-        for i, chunk in enumerate(_ex(sample).chunks):
-            require(bool(_choices(chunk)), f"stream {sample.label} chunk {i}: no choice although usage was not requested",
-                    expected="at least one choice", actual=chunk.get("choices"), exchanges=sample.exchange)
-            require(chunk.get("usage") is None, f"stream {sample.label} chunk {i}: usage although not requested",
-                    expected="null or absent", actual=chunk.get("usage"), exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.usage.absent-unless-requested", lambda s: not with_usage(s.exchange))
 
 
 @clause("stream.usage.last-chunk")
 def test_usage_last_chunk(streams: SampleSet) -> None:
     """With stream_options.include_usage true, exactly one chunk carries a usage object, it is the last chunk before [DONE], and its choices list is empty."""
-    for sample in streams.judged(_with_usage):
-        chunks = _ex(sample).chunks
-        carrying = [i for i, c in enumerate(chunks) if isinstance(c.get("usage"), dict)]
-        require(len(carrying) == 1, f"stream {sample.label}: {len(carrying)} chunks carry usage",
-                expected=1, actual=len(carrying), exchanges=sample.exchange)
-        require(carrying[0] == len(chunks) - 1, f"stream {sample.label}: the usage chunk is not the last chunk",
-                expected=len(chunks) - 1, actual=carrying[0], exchanges=sample.exchange)
-        require(chunks[-1].get("choices") == [], f"stream {sample.label}: the usage chunk's choices list is not empty",
-                expected=[], actual=chunks[-1].get("choices"), exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.usage.last-chunk", lambda s: with_usage(s.exchange))
 
 
 @clause("stream.usage.null-elsewhere")
 def test_usage_null_elsewhere(streams: SampleSet) -> None:
     """With stream_options.include_usage true, every chunk other than the usage chunk has usage null or absent."""
-    for sample in streams.judged(_with_usage):
-        chunks = _ex(sample).chunks
-        usage_chunk = max((i for i, c in enumerate(chunks) if isinstance(c.get("usage"), dict) and c.get("choices") == []),
-                          default=None)
-        for i, chunk in enumerate(chunks):
-            if i != usage_chunk:
-                require(chunk.get("usage") is None, f"stream {sample.label} chunk {i}: usage outside the usage chunk",
-                        expected="null or absent", actual=chunk.get("usage"), exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.usage.null-elsewhere", lambda s: with_usage(s.exchange))
 
 
 @clause("stream.usage.explicit-null")
 def test_usage_explicit_null(streams: SampleSet) -> None:
     """With stream_options.include_usage true, every chunk other than the usage chunk carries the usage field with the value null."""
-    for sample in streams.judged(_with_usage):
-        chunks = _ex(sample).chunks
-        for i, chunk in enumerate(chunks):
-            if isinstance(chunk.get("usage"), dict) and chunk.get("choices") == []:
-                continue
-            require("usage" in chunk and chunk["usage"] is None, f"stream {sample.label} chunk {i}: usage is not an explicit null",
-                    expected="usage: null", actual=chunk.get("usage", "(absent)"), exchanges=sample.exchange)
+    _judge_chunks(streams, "stream.usage.explicit-null", lambda s: with_usage(s.exchange))
 
 
 @clause("stream.terminator.done")
 def test_done_last(streams: SampleSet) -> None:
     """The last event of every stream is data: [DONE]."""
-    for sample in streams.judged():
-        ex = _ex(sample)
-        last = ex.data[-1] if ex.data else None
-        require(ex.done and last is not None and last.strip() == DONE,
-                f"stream {sample.label}: the last event is not data: [DONE]",
-                expected=DONE, actual=last, exchanges=ex)
+    _judge_all(streams, "stream.terminator.done")
 
 
 @clause("stream.terminator.nothing-after")
@@ -356,32 +300,40 @@ def test_nothing_after_done(streams: SampleSet) -> None:
     for sample in streams.judged():
         ex = _ex(sample)
         need(ex.done, f"data: [DONE] in stream {sample.label}", root="stream.terminator.done", exchanges=ex)
-        require(not ex.after_done, f"stream {sample.label}: lines after data: [DONE]",
-                expected="nothing", actual=ex.after_done[:5], exchanges=ex)
-        require(not ex.stalled and not ex.overran, f"stream {sample.label}: the response did not end after data: [DONE]",
-                expected="end of response", actual="connection held open", exchanges=ex)
+        enforce("stream.terminator.nothing-after", ex, f"stream {sample.label}")
 
 
 @clause("stream.liveness.no-stall")
 def test_no_stall(target: Target, streams: SampleSet) -> None:
     """The wait for the first event and between consecutive events never exceeds the suite's stall timeout (30 s by default)."""
     longer = target.chat_stream(target.body(max_tokens=32, stream=True))
+    timeout = f"{target.config.timeout:g} s stall timeout, {4 * target.config.timeout:g} s deadline"
     for label, ex in [(s.label, _ex(s)) for s in streams.judged()] + [("32 tokens", longer)]:
-        require(not ex.stalled, f"stream {label}: no byte for {target.config.timeout:g} s",
-                expected=f"an event at least every {target.config.timeout:g} s", actual="stalled", exchanges=ex)
-        require(not ex.overran, f"stream {label}: still streaming after {4 * target.config.timeout:g} s",
-                expected="the stream ends", actual="abandoned", exchanges=ex)
+        enforce("stream.liveness.no-stall", ex, f"stream {label} ({timeout})")
 
 
 @clause("stream.errors.before-stream")
-def test_error_before_stream(target: Target) -> None:
-    """A request with stream true and an invalid parameter is refused with a 4xx JSON error response, not a 200 event stream."""
-    for field, value in (("temperature", 5), ("max_tokens", -1)):
-        ex = target.chat_stream(target.body(stream=True, **{field: value}))
-        refused_4xx(ex, f"stream true with {field} {value}")
-        require(is_json_content_type(ex) and isinstance(ex.json, dict),
-                f"stream true with {field} {value}: the 4xx is not a JSON body",
-                expected="application/json error envelope", actual=f"{ex.header('content-type')} {ex.body_text[:200]}",
-                exchanges=ex)
+def test_error_before_stream(target: Target, suite_config: SuiteConfig) -> None:
+    """A request with stream true and an invalid parameter is refused with a 4xx JSON error response, not a 200 event stream.
 
-
+    The invalid value must be one the target refuses without stream: a value it never validates
+    says nothing about streams (its errors.* clause judges that). So the check first looks for a
+    value refused without stream (temperature, max_tokens, messages, n, in that order), then sends
+    that one with stream true; a target that refuses none leaves the clause not exercised.
+    """
+    base = target.body(max_tokens=4)
+    cases = {case.label: case for case in invalid_cases(suite_config.dialect)}
+    tried = []
+    for label in BEFORE_STREAM_CASES:
+        case = cases[label]
+        plain = target.chat(case.body(base), headers={"x-use-cache": "false"})
+        tried.append(plain)
+        if 400 <= plain.status < 500:
+            streamed = target.chat_stream(dict(case.body(base), stream=True), headers={"x-use-cache": "false"})
+            enforce("stream.errors.before-stream", streamed, f"stream true with {label} (refused without stream)")
+            return
+    first = cases[BEFORE_STREAM_CASES[0]]
+    raise NotExercised(f"not exercised: none of {', '.join(BEFORE_STREAM_CASES)} was refused without stream, so no "
+                       f"invalid value is known that this target validates (judged by {first.clause_id})",
+                       root=first.clause_id, actual=[f"{ex.status} {ex.body_text[:100]}" for ex in tried],
+                       exchanges=tried)

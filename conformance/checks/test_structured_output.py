@@ -5,8 +5,12 @@ server that honours the constraint ends with finish_reason stop within max_token
 random weights included. A long unconstrained ramble that runs into max_tokens is therefore
 evidence that the constraint was ignored.
 
-The clauses of the dialect under test (SuiteConfig.dialect) count a refusal as a failure; those
-of the other dialect are tried too and a clear refusal is reported as UNSUPPORTED.
+Each verdict follows its clause's sentence. The hf clauses (json, regex) judge only the content a
+generation produced: a clear 4xx refusal produced none, so it is UNSUPPORTED (the feature is not
+offered), whatever the dialect under test; a 5xx or a refusal without an error envelope is no clear
+refusal and fails. json_object and json_schema may be refused with a 4xx naming response_format, as
+their clauses say; text must be accepted. The stream clause compares with the non-streamed answer,
+so a format refused without stream leaves nothing to compare.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import jsonschema
 from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
 from conformance.registry import clause
+from conformance.samples import need_answer
 from conformance.verdicts import (
     Fail,
     NotApplicable,
@@ -51,16 +56,30 @@ def _request(target: Target, prompt: str, response_format: dict[str, Any] | None
     return target.chat(body, headers=FRESH)
 
 
-def _accepted(ex: Exchange, feature: str, in_dialect: bool) -> None:
-    """Return on 200 + JSON; a refusal is Fail in the dialect under test, else Unsupported when clear."""
-    if ex.status == 200 and isinstance(ex.json, dict):
+def _answered(ex: Exchange) -> bool:
+    return ex.status == 200 and isinstance(ex.json, dict)
+
+
+def _content_or_refusal(ex: Exchange, feature: str) -> None:
+    """For a clause that judges produced content: return on 200 + JSON; a clear refusal is UNSUPPORTED
+    (no content was produced, and the clause constrains nothing else); anything else fails."""
+    if _answered(ex):
         return
-    if in_dialect and ex.status != 200:
-        raise Fail(f"{feature} is part of the dialect under test but was refused with {ex.status}",
-                   expected=200, actual=f"{ex.status} {ex.body_text[:300]}", exchanges=ex)
     if ex.status == 200:
         raise Fail(f"{feature}: 200 but the body is not a JSON object", actual=ex.body_text[:300], exchanges=ex)
+    if refused_clearly(ex):
+        named = "naming" if "response_format" in ex.body_text else "not naming"
+        raise Unsupported(f"{feature} refused with {ex.status} ({named} response_format): no content was produced, "
+                          "and the clause judges only content", exchanges=ex)
     unsupported_or_fail(ex, feature)
+
+
+def _required(ex: Exchange, feature: str) -> None:
+    """For a clause whose feature must be accepted (or refused only as it says): 200 + JSON, else Fail."""
+    if ex.status == 200 and not isinstance(ex.json, dict):
+        raise Fail(f"{feature}: 200 but the body is not a JSON object", actual=ex.body_text[:300], exchanges=ex)
+    if ex.status != 200:
+        unsupported_or_fail(ex, feature)
 
 
 def _choice(ex: Exchange) -> dict[str, Any]:
@@ -101,36 +120,60 @@ def _hf(config: SuiteConfig) -> bool:
     return config.dialect == "hf"
 
 
+def _refused_by_name(ex: Exchange) -> bool:
+    """A clear refusal naming response_format: what the json_object and json_schema clauses permit."""
+    return ex.status != 200 and refused_clearly(ex) and "response_format" in ex.body_text
+
+
 # --- hf dialect -----------------------------------------------------------------------------------
 
 
 @clause("format.json.schema-valid")
-def test_json_schema_valid(target: Target, suite_config: SuiteConfig) -> None:
+def test_json_schema_valid(target: Target) -> None:
     """With response_format type json and a JSON Schema object as value, content that ends with finish_reason stop parses as JSON valid against that schema."""
     ex = _request(target, JSON_PROMPT, {"type": "json", "value": ANSWER_SCHEMA})
-    _accepted(ex, "response_format json", _hf(suite_config))
+    _content_or_refusal(ex, "response_format json")
     _json_valid(ex, _finished(ex, "a json response_format"), ANSWER_SCHEMA, "response_format json")
 
 
 @clause("format.json.value-string")
-def test_json_value_string(target: Target, suite_config: SuiteConfig) -> None:
+def test_json_value_string(target: Target) -> None:
     """A json response_format whose value is a string holding a JSON Schema is treated like the parsed schema."""
-    as_string = _request(target, JSON_PROMPT, {"type": "json", "value": json.dumps(ANSWER_SCHEMA)})
-    _accepted(as_string, "response_format json with a string value", _hf(suite_config))
+    as_string, as_object = target.many([
+        lambda: _request(target, JSON_PROMPT, {"type": "json", "value": json.dumps(ANSWER_SCHEMA)}),
+        lambda: _request(target, JSON_PROMPT, {"type": "json", "value": ANSWER_SCHEMA})])
+    if not _answered(as_string):
+        _string_refused(as_string, as_object)
     content = _finished(as_string, "a json response_format given as a string")
     _json_valid(as_string, content, ANSWER_SCHEMA, "response_format json (string value)")
-    as_object = _request(target, JSON_PROMPT, {"type": "json", "value": ANSWER_SCHEMA})
-    if as_object.status == 200 and isinstance(as_object.json, dict):
+    if _answered(as_object):
         require(content == _content(as_object), "at temperature 0 the string schema gave other content than the object",
                 expected=_content(as_object), actual=content, exchanges=(as_object, as_string))
 
 
+def _string_refused(as_string: Exchange, as_object: Exchange) -> None:
+    """The verdict when the string form was not answered: alike only if the parsed schema was refused too."""
+    if _answered(as_object):
+        raise Fail("the json response_format was accepted with the schema as an object but not as a string",
+                   expected=200, actual=f"{as_string.status} {as_string.body_text[:300]}",
+                   exchanges=(as_object, as_string))
+    if refused_clearly(as_object) and refused_clearly(as_string):
+        raise Unsupported(f"response_format json is refused in both forms ({as_object.status}, {as_string.status}): "
+                          "treated alike, and no content to compare", exchanges=(as_object, as_string))
+    if not refused_clearly(as_object):  # the parsed form failed without a clear refusal: its own clause fails
+        raise NotExercised(f"the json response_format with an object schema got {as_object.status}, so there is "
+                           "nothing to compare the string form with (judged by format.json.schema-valid)",
+                           root="format.json.schema-valid", actual=f"{as_object.status} {as_object.body_text[:200]}",
+                           exchanges=(as_object, as_string))
+    unsupported_or_fail(as_string, "response_format json with a string value")
+
+
 @clause("format.regex.full-match")
-def test_regex_full_match(target: Target, suite_config: SuiteConfig) -> None:
+def test_regex_full_match(target: Target) -> None:
     """With response_format type regex, content that ends with finish_reason stop fully matches the regex."""
     for prompt, pattern in ((REGEX_PROMPT, DATE_REGEX), ("Is water wet?", YES_NO_REGEX)):
         ex = _request(target, prompt, {"type": "regex", "value": pattern})
-        _accepted(ex, "response_format regex", _hf(suite_config))
+        _content_or_refusal(ex, "response_format regex")
         content = _finished(ex, f"regex {pattern}")
         require(re.fullmatch(pattern, content) is not None, f"the content does not fully match {pattern}",
                 expected=pattern, actual=content, exchanges=ex)
@@ -140,23 +183,23 @@ def test_regex_full_match(target: Target, suite_config: SuiteConfig) -> None:
 
 
 @clause("format.openai.text")
-def test_openai_text(target: Target, suite_config: SuiteConfig) -> None:
+def test_openai_text(target: Target) -> None:
     """A response_format of type text is accepted and behaves as no response_format."""
     ex = _request(target, "Say hello.", {"type": "text"}, max_tokens=16)
-    _accepted(ex, "response_format text", not _hf(suite_config))
+    _required(ex, "response_format text")
     plain = _request(target, "Say hello.", None, max_tokens=16)
-    require(plain.status == 200, "a plain request must be answered 200", actual=plain.status, exchanges=plain)
+    need_answer(plain, "the same request without response_format", "request.messages.accepted")
     require(_content(ex) == _content(plain), "at temperature 0, type text must give the content of no response_format",
             expected=_content(plain), actual=_content(ex), exchanges=(plain, ex))
 
 
 @clause("format.openai.json-object")
-def test_openai_json_object(target: Target, suite_config: SuiteConfig) -> None:
+def test_openai_json_object(target: Target) -> None:
     """A response_format of type json_object is refused with a 4xx error naming response_format, or yields content that parses as a JSON object when finish_reason is stop."""
     ex = _request(target, JSON_PROMPT, {"type": "json_object"})
-    if ex.status != 200 and refused_clearly(ex) and "response_format" in ex.body_text:
+    if _refused_by_name(ex):
         raise Unsupported(f"response_format json_object refused with {ex.status}", exchanges=ex)
-    _accepted(ex, "response_format json_object", False)
+    _required(ex, "response_format json_object")
     if _choice(ex).get("finish_reason") != "stop":
         # Any JSON object is allowed, so a long one may run into max_tokens; it must still begin as one.
         require(_content(ex).lstrip().startswith("{"), "json_object output does not even begin as a JSON object",
@@ -167,13 +210,13 @@ def test_openai_json_object(target: Target, suite_config: SuiteConfig) -> None:
 
 
 @clause("format.openai.json-schema")
-def test_openai_json_schema(target: Target, suite_config: SuiteConfig) -> None:
+def test_openai_json_schema(target: Target) -> None:
     """A response_format of type json_schema is refused with a 4xx error naming response_format, or yields content valid against json_schema.schema when finish_reason is stop."""
     rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA, "strict": True}}
     ex = _request(target, JSON_PROMPT, rf)
-    if ex.status != 200 and refused_clearly(ex) and "response_format" in ex.body_text:
+    if _refused_by_name(ex):
         raise Unsupported(f"response_format json_schema refused with {ex.status}", exchanges=ex)
-    _accepted(ex, "response_format json_schema", False)
+    _required(ex, "response_format json_schema")
     _json_valid(ex, _finished(ex, "a json_schema response_format"), ANSWER_SCHEMA, "response_format json_schema")
 
 
@@ -214,14 +257,15 @@ def test_stream_constrained(target: Target, suite_config: SuiteConfig) -> None:
 def _comparable(plain: Exchange, rf: dict[str, Any], config: SuiteConfig) -> None:
     """Return when the non-streamed request with the format was answered 200; else say why nothing compares.
 
-    The clause compares a stream with what the same request gives without stream. The openai dialect
-    may refuse json_schema (format.openai.json-schema allows it): then there is nothing to compare.
-    Any other failure is the non-streaming clause's to judge.
+    The clause compares a stream with what the same request gives without stream. A format refused
+    without stream as its own clause permits (a clear refusal of json; of json_schema, one naming
+    response_format) is not offered: there is nothing to compare. Any other failure is the
+    non-streaming clause's to judge.
     """
-    if plain.status == 200 and isinstance(plain.json, dict):
+    if _answered(plain):
         return
     root = "format.json.schema-valid" if _hf(config) else "format.openai.json-schema"
-    if not _hf(config) and refused_clearly(plain) and "response_format" in plain.body_text:
+    if refused_clearly(plain) and (_hf(config) or _refused_by_name(plain)):
         raise NotApplicable(f"response_format {rf['type']} is refused without stream too ({plain.status}): there is "
                             "no constrained answer to compare a stream with", exchanges=plain)
     raise NotExercised(f"the request with response_format {rf['type']} and no stream was not answered 200 "
