@@ -16,7 +16,9 @@ import pytest
 
 from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
+from conformance.judges.stream import stream_texts
 from conformance.registry import clause
+from conformance.samples import need_answer, require_repeatable
 from conformance.verdicts import Fail, Ignored, NotApplicable, Unsupported, need, refused_clearly, require
 
 FRESH = {"x-use-cache": "false"}
@@ -174,6 +176,29 @@ def test_stop_string_accepted(target: Target, stop_case: StopCase) -> None:
             "stop as a string must behave as a one-item list",
             expected=(_content(as_list), _finish(as_list)), actual=(_content(as_string), _finish(as_string)),
             exchanges=(as_list, as_string))
+
+
+@clause("params.stop.stream-excluded")
+def test_stop_stream_excluded(target: Target, stop_case: StopCase) -> None:
+    """At temperature 0 with a stop sequence that the output reaches, the streamed content equals the non-streamed content, the stop sequence left out of both."""
+    body = target.body(messages=[{"role": "user", "content": SENTENCE}], max_tokens=32, temperature=0,
+                       stop=[stop_case.stop])
+    plain, stream = target.many([lambda: target.chat(body, headers=FRESH),
+                                 lambda: target.chat_stream(dict(body, stream=True), headers=FRESH)])
+    need_answer(plain, "the non-streamed request with a stop sequence", "params.stop.ends-generation")
+    need(stream.status == 200, "a 200 answer to the streamed request with a stop sequence",
+         root="stream.content-type.event-stream", actual=f"{stream.status} {stream.body_text[:200]}", exchanges=stream)
+    need(_finish(plain) == "stop", "a non-streamed answer that ends at the stop sequence",
+         root="params.stop.ends-generation", actual=_finish(plain), exchanges=plain)
+    texts, reasons = stream_texts(stream)
+    streamed = texts.get(0, "")
+    require(stop_case.stop not in streamed, f"the streamed content contains the stop sequence {stop_case.stop!r}",
+            expected=f"no {stop_case.stop!r}", actual=streamed, exchanges=(plain, stream))
+    if (streamed, reasons.get(0)) != (_content(plain), "stop"):
+        require_repeatable(target, body, plain, _content)
+    require((streamed, reasons.get(0)) == (_content(plain), "stop"),
+            "the streamed content differs from the non-streamed content with the same stop sequence",
+            expected=(_content(plain), "stop"), actual=(streamed, reasons.get(0)), exchanges=(plain, stream))
 
 
 # --- params.seed / temperature / top_p -------------------------------------------------------------

@@ -6,7 +6,6 @@ ones); a check here picks the streams to judge and says what it must have observ
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from conformance.client import StreamExchange, Target
 from conformance.config import SuiteConfig
 from conformance.invalid_requests import invalid_cases
 from conformance.judges import enforce
-from conformance.judges.stream import chunk_choices
+from conformance.judges.stream import chunk_choices, stream_texts
 from conformance.judges.stream_usage import usage_chunk, with_usage
 from conformance.registry import clause
 from conformance.samples import Deferred, Sample, SampleSet, need_answer, require_repeatable
@@ -47,21 +46,6 @@ def _need_every_choice(sample: Sample, seen: set[Any]) -> None:
     need(not missing, f"choices {missing} in the n {n} stream {sample.label}",
          root="request.n.multiple" if n > 1 else "stream.finish-reason.exactly-once",
          actual=sorted(map(str, seen)), exchanges=ex)
-
-
-def _stream_text(ex: StreamExchange) -> tuple[dict[int, str], dict[int, Any]]:
-    """Concatenated delta content and the finish_reason per choice index."""
-    texts: dict[int, str] = defaultdict(str)
-    reasons: dict[int, Any] = {}
-    for chunk in ex.chunks:
-        for choice in chunk_choices(chunk):
-            index = choice.get("index")
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            if isinstance(delta.get("content"), str):
-                texts[index] += delta["content"]
-            if choice.get("finish_reason") is not None:
-                reasons[index] = choice["finish_reason"]
-    return texts, reasons
 
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -256,7 +240,7 @@ def test_content_parity(target: Target) -> None:
                                  lambda: target.chat_stream(dict(body, stream=True), headers={"x-use-cache": "false"})])
     need_answer(plain, "the non-streaming request", "request.messages.accepted")
     _need_stream(stream, "the stream")
-    texts, reasons = _stream_text(stream)
+    texts, reasons = stream_texts(stream)
     expected, actual = _answer_of(plain), (texts.get(0, ""), reasons.get(0))
     if actual != expected:
         require_repeatable(target, body, plain, _answer_of)

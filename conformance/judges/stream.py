@@ -79,6 +79,21 @@ def delta_of(choice: dict[str, Any]) -> dict[str, Any]:
     return delta if isinstance(delta, dict) else {}
 
 
+def stream_texts(ex: StreamExchange) -> tuple[dict[int, str], dict[int, Any]]:
+    """The concatenated delta content and the finish_reason of each choice index of a stream."""
+    texts: dict[int, str] = defaultdict(str)
+    reasons: dict[int, Any] = {}
+    for chunk in ex.chunks:
+        for choice in chunk_choices(chunk):
+            index = choice.get("index")
+            delta = delta_of(choice)
+            if isinstance(delta.get("content"), str):
+                texts[index] += delta["content"]
+            if choice.get("finish_reason") is not None:
+                reasons[index] = choice["finish_reason"]
+    return texts, reasons
+
+
 def finish_counts(ex: StreamExchange) -> dict[Any, int]:
     """Per choice index seen: how many chunks carry a non-null finish_reason for it."""
     counts: dict[Any, int] = defaultdict(int)

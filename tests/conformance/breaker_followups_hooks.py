@@ -70,3 +70,18 @@ __all__ = [
     "CANNED_TEXT", "canned_content", "error_event_mid_stream", "is_hf_format", "null_role_later",
     "openai_refusal_of_hf_formats", "usage_chunk_with_choice",
 ]
+
+
+def stop_streamed(req: dict[str, Any], chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stream that stopped on a stop sequence also sends the stop text (as servers matching on tokens do)."""
+    stops = req.get("stop")
+    stop = stops if isinstance(stops, str) else (stops or [None])[0]
+    if not stop:
+        return chunks
+    for chunk in chunks:
+        for choice in chunk.get("choices") or []:
+            if choice.get("finish_reason") == "stop":
+                delta = choice.setdefault("delta", {})
+                delta["content"] = (delta.get("content") or "") + stop
+                return chunks
+    return chunks

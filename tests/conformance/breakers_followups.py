@@ -8,7 +8,12 @@ breaker_followups_hooks.py, and the verdicts these servers must NOT get are in t
 
 from __future__ import annotations
 
-from tests.conformance.breaker_followups_hooks import error_event_mid_stream, null_role_later, usage_chunk_with_choice
+from tests.conformance.breaker_followups_hooks import (
+    error_event_mid_stream,
+    null_role_later,
+    stop_streamed,
+    usage_chunk_with_choice,
+)
 from tests.conformance.breaker_hooks import breaker as _b
 from tests.conformance.breaker_hooks import on_chunks, on_events
 from tests.conformance.breaking_proxy import Breaker
@@ -23,4 +28,7 @@ FOLLOWUPS: tuple[Breaker, ...] = (
     # once judged by the fuzz phases alone: an error payload in a 200 stream is no ChatCompletionChunk
     _b("error-event-in-200-stream", "stream.chunk.schema-valid", "an error event after the first chunk of a 200 stream",
        reply=on_events(error_event_mid_stream)),
+    # the non-streamed answer leaves the stop text out, the stream sends it: the two must agree
+    _b("stop-streamed", "params.stop.stream-excluded", "a stream that stopped on a stop sequence sends the stop text too",
+       reply=on_chunks(stop_streamed)),
 )
