@@ -47,7 +47,7 @@ serve: $(STAMP)
 model: $(STAMP)
 	$(VENV)/bin/chatconform model prepare
 
-# The peer is built from source with the flags DESIGN.md gives (a native build crashes on this CPU).
+# The peer is built from source with explicit CPU flags (bench/peer/build.sh): a native build turns on AMX and crashes on this CPU.
 peer:
 	bash bench/peer/build.sh
 

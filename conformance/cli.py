@@ -2,7 +2,7 @@
 
 Each package registers its subcommands through the `chatconform.commands` entry-point group
 (see pyproject.toml), so this module never imports `mock_server` or `reference_model`: the
-layering of DESIGN.md holds for the CLI too. A registration function receives the argparse
+layering of the packages holds for the CLI too. A registration function receives the argparse
 sub-parsers object, adds one or more parsers and sets `func`, a callable `(args) -> int`.
 """
 
@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # an unknown option belongs to the subcommand's usage, not the top-level one
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
@@ -58,6 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest sub-parser the parsed arguments went through (`check`, `model prepare`, `report matrix`)."""
+    current = parser
+    while True:
+        actions = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, actions[0].dest, None) if actions and actions[0].dest else None
+        if not actions or chosen not in actions[0].choices:
+            return current
+        current = actions[0].choices[chosen]
+
+
 def register_check(subparsers: argparse._SubParsersAction) -> None:
     """Add `chatconform check` (the conformance suite)."""
     from conformance.check_command import add_check_arguments, run_check
@@ -70,13 +84,21 @@ def register_check(subparsers: argparse._SubParsersAction) -> None:
                     "3: no check was executed.")
     add_check_arguments(parser)
     parser.set_defaults(func=run_check)
+    from conformance.reference.export import register_reference
+
+    register_reference(subparsers)  # no entry point of its own: `reference export` travels with `check`
 
 
 def register_report(subparsers: argparse._SubParsersAction) -> None:
     """Add `chatconform report matrix` (compare several runs)."""
-    parser = subparsers.add_parser("report", help="render reports from results.json files")
+    parser = subparsers.add_parser(
+        "report", help="render reports from results.json files",
+        description="Render reports from the results.json files that `chatconform check` writes.")
     kinds = parser.add_subparsers(dest="report_kind", metavar="KIND", required=True)
-    matrix = kinds.add_parser("matrix", help="one page comparing several runs (rows clauses, columns targets)")
+    matrix = kinds.add_parser(
+        "matrix", help="one page comparing several runs (rows clauses, columns targets)",
+        description="Write one self-contained HTML page comparing several runs: a row per clause, a column per "
+                    "results.json (a server, a release, a gateway), each cell the clause's verdict there.")
     matrix.add_argument("results", nargs="+", type=Path, help="results.json files")
     matrix.add_argument("-o", "--output", type=Path, default=Path("matrix.html"), help="output HTML file")
     matrix.set_defaults(func=_run_matrix)

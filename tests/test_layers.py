@@ -1,4 +1,4 @@
-"""The hard layering of DESIGN.md, enforced on the source: who may import whom."""
+"""The hard layering of the packages, enforced on the source: who may import whom."""
 
 from __future__ import annotations
 

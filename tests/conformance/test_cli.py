@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -42,3 +43,31 @@ def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         cli.main(["no-such-command"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["check", "--bogus-flag"], "usage: chatconform check"),
+    (["model", "prepare", "--bogus-flag"], "usage: chatconform model prepare"),
+    (["report", "matrix", "a.json", "--bogus-flag"], "usage: chatconform report matrix"),
+    (["--bogus-flag"], "usage: chatconform [-h]"),
+])
+def test_an_unknown_option_prints_the_usage_of_its_subcommand(argv: list[str], usage: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(usage) and "unrecognized arguments: --bogus-flag" in err
+
+
+def test_every_subcommand_describes_itself() -> None:
+    def walk(parser: object, path: str) -> list[tuple[str, object]]:
+        found = [(path, parser)]
+        for action in getattr(parser, "_actions", []):
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += walk(child, f"{path} {name}")
+        return found
+
+    missing = [path for path, parser in walk(cli.build_parser(), "chatconform")[1:]
+               if not getattr(parser, "description", None)]
+    assert missing == []
