@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chatconform {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        register: Callable[[argparse._SubParsersAction], None] = ep.load()
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = ep.load()
         register(subparsers)
     return parser
 
@@ -72,7 +72,7 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
         current = actions[0].choices[chosen]
 
 
-def register_check(subparsers: argparse._SubParsersAction) -> None:
+def register_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `chatconform check` (the conformance suite)."""
     from conformance.check_command import add_check_arguments, run_check
 
@@ -89,7 +89,7 @@ def register_check(subparsers: argparse._SubParsersAction) -> None:
     register_reference(subparsers)  # no entry point of its own: `reference export` travels with `check`
 
 
-def register_report(subparsers: argparse._SubParsersAction) -> None:
+def register_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `chatconform report matrix` (compare several runs)."""
     parser = subparsers.add_parser(
         "report", help="render reports from results.json files",
@@ -105,7 +105,7 @@ def register_report(subparsers: argparse._SubParsersAction) -> None:
     register_diff(subparsers)  # no entry point of its own: it travels with `report`
 
 
-def register_diff(subparsers: argparse._SubParsersAction) -> None:
+def register_diff(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `chatconform diff A B` (the verdicts of two runs side by side)."""
     from conformance.diff import RULE, add_diff_arguments, run_diff
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -46,6 +46,9 @@ from conformance.verdicts import Fail, unsupported_or_fail
 STREAM_DEADLINE_FACTOR = DEADLINE_FACTOR
 BURST_START_TIMEOUT_S = 10.0  # the burst's threads wait at most this long for each other before sending
 _T = TypeVar("_T")
+_U = TypeVar("_U")
+# Extra request headers: each replaces the default of its name (case-insensitively); None removes it.
+HeaderOverrides = Mapping[str, str | None]
 
 
 class Target:
@@ -113,8 +116,8 @@ class Target:
             return f"/models/{quote(self.model, safe='/')}/v1/chat/completions"
         raise ValueError(f"route: must be 'v1' or 'model', got {route!r}")
 
-    def base_headers(self, extra: dict[str, str] | None = None, content_type: str | None = None) -> dict[str, str]:
-        """Default request headers (authorization when a key is set), then the extras (value '' drops one)."""
+    def base_headers(self, extra: HeaderOverrides | None = None, content_type: str | None = None) -> dict[str, str]:
+        """Default request headers (authorization when a key is set), then the extras (value None drops one)."""
         headers: dict[str, str] = {}
         if content_type:
             headers["Content-Type"] = content_type
@@ -131,7 +134,7 @@ class Target:
         self,
         body: dict[str, Any] | None = None,
         *,
-        headers: dict[str, str] | None = None,
+        headers: HeaderOverrides | None = None,
         route: str = "v1",
         raw: bytes | None = None,
         content_type: str = "application/json",
@@ -141,7 +144,7 @@ class Target:
             raw = json.dumps(self.body() if body is None else body).encode("utf-8")
         return self.request("POST", self.chat_path(route), headers=headers, content=raw, content_type=content_type)
 
-    def get(self, path: str, *, headers: dict[str, str] | None = None) -> Exchange:
+    def get(self, path: str, *, headers: HeaderOverrides | None = None) -> Exchange:
         """GET a path on the target."""
         return self.request("GET", path, headers=headers)
 
@@ -150,7 +153,7 @@ class Target:
         method: str,
         path: str,
         *,
-        headers: dict[str, str] | None = None,
+        headers: HeaderOverrides | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
     ) -> Exchange:
@@ -163,7 +166,7 @@ class Target:
         method: str,
         path: str,
         *,
-        headers: dict[str, str] | None = None,
+        headers: HeaderOverrides | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
         retry: bool = True,
@@ -183,7 +186,7 @@ class Target:
         return ex
 
     def chat_stream(
-        self, body: dict[str, Any], *, headers: dict[str, str] | None = None, route: str = "v1"
+        self, body: dict[str, Any], *, headers: HeaderOverrides | None = None, route: str = "v1"
     ) -> StreamExchange:
         """POST a streaming chat completion; read and parse the SSE bytes within the stall timeout and the bounds.
 
@@ -231,7 +234,17 @@ class Target:
                 future.exception()  # wait for all before raising any
             return [future.result() for future in futures]
 
-    def burst(self, bodies: list[dict[str, Any]], *, headers: dict[str, str] | None = None) -> list[Exchange]:
+    def both(self, first: Callable[[], _T], second: Callable[[], _U]) -> tuple[_T, _U]:
+        """many() of two thunks whose results differ in type (a plain and a streamed request): both results.
+
+        Each thunk keeps its own result, so each keeps its own type; `many` runs them as it runs any two.
+        """
+        firsts: list[_T] = []
+        seconds: list[_U] = []
+        self.many([lambda: firsts.append(first()), lambda: seconds.append(second())])
+        return firsts[0], seconds[0]
+
+    def burst(self, bodies: list[dict[str, Any]], *, headers: HeaderOverrides | None = None) -> list[Exchange]:
         """POST every body at once, one thread each, released together: neither slots, --delay nor retries apply.
 
         Meant to provoke a 429 from a server with a bounded queue (see `--burst`); the 429s and

@@ -159,7 +159,7 @@ def _badge(entry: dict[str, Any] | None) -> str:
 def _first_line(entry: dict[str, Any] | None) -> str:
     if entry is None or not entry["message"]:
         return ""
-    return entry["message"].splitlines()[0][:MESSAGE_WIDTH]
+    return str(entry["message"]).splitlines()[0][:MESSAGE_WIDTH]  # a str (clause_reason), read back from JSON
 
 
 def print_diff(diff: dict[str, Any], console: Console) -> None:

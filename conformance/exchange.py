@@ -54,6 +54,15 @@ class Exchange:
         except ValueError:
             return None
 
+    @property
+    def json_object(self) -> dict[str, Any]:
+        """The parsed body when it is a JSON object, else {}: for reading the fields of an answer.
+
+        A check that must judge whether the body is an object tests `json` itself (or uses `Target.ok`).
+        """
+        body = self.json
+        return body if isinstance(body, dict) else {}
+
     def header(self, name: str) -> str | None:
         """A response header by case-insensitive name."""
         wanted = name.lower()

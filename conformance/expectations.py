@@ -33,8 +33,9 @@ def completion(ex: Exchange, what: str = "request") -> dict[str, Any]:
     require(ex.status == 200, f"{what}: expected 200, got {ex.status}", expected=200,
             actual=f"{ex.status} {ex.body_text[:300]}", exchanges=ex)
     body = ex.json
-    require(isinstance(body, dict), f"{what}: 200 but the body is not a JSON object",
-            expected="JSON object", actual=ex.body_text[:300], exchanges=ex)
+    if not isinstance(body, dict):
+        raise Fail(f"{what}: 200 but the body is not a JSON object", expected="JSON object",
+                   actual=ex.body_text[:300], exchanges=ex)
     return body
 
 

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import schemathesis
@@ -54,6 +54,10 @@ from conformance.fuzz_inputs import clamp, dialect_openapi, encode, with_model
 from conformance.judges.stream import as_stream
 from conformance.no_answer import answered, unanswered
 from spec import schemas
+
+if TYPE_CHECKING:
+    # schemathesis' own alias, for type checkers only: a Case of an OpenAPI operation (Case is generic in it)
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 PATH = "/v1/chat/completions"
 COVERAGE_FACTOR = 2  # coverage cases per phase: at most this many times fuzz_budget
@@ -189,7 +193,7 @@ def stream_problems(raw: bytes, request_body: str | None = None) -> list[str]:
 
 @schemathesis.check
 def chatconform_sse_stream(ctx: schemathesis.CheckContext, response: schemathesis.Response,
-                           case: schemathesis.Case) -> bool | None:
+                           case: OpenApiCase) -> bool | None:
     """A 200 answer to a request with stream true is a conforming SSE chat completion stream."""
     if not (isinstance(case.body, dict) and case.body.get("stream") is True) or response.status_code != 200:
         return None
@@ -222,7 +226,7 @@ def _as_httpx(ex: Exchange) -> httpx.Response:
     return response
 
 
-def judge(case: schemathesis.Case, ex: Exchange, body_valid: bool, documented: frozenset[int]) -> _Broken | None:
+def judge(case: OpenApiCase, ex: Exchange, body_valid: bool, documented: frozenset[int]) -> _Broken | None:
     """The first clause the answer breaks (as the exception to raise), or None."""
     if ex.status not in documented:
         return _Undocumented(f"status {ex.status} is not documented for POST {PATH} ({sorted(documented)})")
@@ -251,7 +255,7 @@ def judge(case: schemathesis.Case, ex: Exchange, body_valid: bool, documented: f
     return _ValidNotAccepted(f"a schema-valid request got {ex.status}, expected 2xx or a documented 4xx")
 
 
-def _coverage_cases(schema: Any, mode: GenerationMode, limit: int) -> list[schemathesis.Case]:
+def _coverage_cases(schema: Any, mode: GenerationMode, limit: int) -> list[OpenApiCase]:
     """Up to `limit` of schemathesis' coverage cases for POST /v1/chat/completions (deterministic).
 
     The coverage phase varies one property at a time (boundary, example and, in negative mode,
@@ -261,13 +265,13 @@ def _coverage_cases(schema: Any, mode: GenerationMode, limit: int) -> list[schem
     operation = schema[PATH]["POST"]
     cases = schema.iter_coverage_cases(operation, generation_modes=[mode],
                                        generation_config=schema.config.generation_for(operation=operation))
-    groups: dict[Any, list[schemathesis.Case]] = {}
+    groups: dict[Any, list[OpenApiCase]] = {}
     for case in cases:
         if case.method.upper() != "POST":  # the coverage phase also tries other methods; not these clauses'
             continue
         key = tuple(sorted(case.body)) if isinstance(case.body, dict) else type(case.body).__name__
         groups.setdefault(key, []).append(case)
-    chosen: list[schemathesis.Case] = []
+    chosen: list[OpenApiCase] = []
     queues = list(groups.values())
     while queues and len(chosen) < limit:
         chosen += [queue.pop(0) for queue in queues][: limit - len(chosen)]
@@ -287,7 +291,7 @@ class _Phase:
         self.shrink_budget = shrink_budget  # requests allowed beyond them, once a case failed
         self._judged: dict[bytes, _Broken | None] = {}  # the bytes sent -> the clause they broke, if any
 
-    def random_case(self, case: schemathesis.Case) -> _Broken | None:
+    def random_case(self, case: OpenApiCase) -> _Broken | None:
         """Judge one of Hypothesis' cases: from memory, else sent; raise _BudgetSpent when the budget is spent."""
         result = self.result
         result.random_cases += 1
@@ -308,7 +312,7 @@ class _Phase:
             result.after_failure = 0
         return broken
 
-    def send(self, case: schemathesis.Case, key: bytes | None = None) -> _Broken | None:
+    def send(self, case: OpenApiCase, key: bytes | None = None) -> _Broken | None:
         """Send one case (clamped) and return the clause it broke, if any (recorded as a finding).
 
         key: the case's bytes when `_prepare` already made them.
@@ -325,8 +329,9 @@ class _Phase:
             return None
         result.statuses[ex.status] += 1
         valid = isinstance(body, dict) and not schemas.validate("request", body)
+        streamed = isinstance(body, dict) and body.get("stream") is True
         broken = judge(case, ex, valid, self.documented)
-        if valid and ex.status == 200 and body.get("stream") is True:
+        if valid and ex.status == 200 and streamed:
             result.streams_checked += 1
         if broken is not None:
             kept = result.findings.get(broken.clause_id)
@@ -337,7 +342,7 @@ class _Phase:
         return broken
 
 
-def _prepare(case: schemathesis.Case, model: str | None) -> bytes:
+def _prepare(case: OpenApiCase, model: str | None) -> bytes:
     """Clamp the case's body and name the model, in place (what is sent is what is validated); its bytes."""
     case.body = with_model(clamp(case.body), model)
     return encode(case.body)
@@ -380,7 +385,7 @@ def _run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> Pha
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
               report_multiple_bugs=True, print_blob=False)
     @given(case=strategy)
-    def one(case: schemathesis.Case) -> None:
+    def one(case: OpenApiCase) -> None:
         broken = phase.random_case(case)
         if broken is not None:
             raise broken  # Hypothesis shrinks it, within the budget

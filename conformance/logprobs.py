@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from conformance.client import Exchange, StreamExchange, Target
 from conformance.samples import Deferred, need_answer
-from conformance.verdicts import need
+from conformance.verdicts import not_exercised
 
 FRESH = {"x-use-cache": "false"}
 PROMPT = "Name three colors and one animal."
@@ -35,9 +35,10 @@ def send(target: Target, **params: Any) -> Exchange:
 def choices_of(ex: Exchange, root: str = ROOT) -> list[dict[str, Any]]:
     """The choices of a 200 answer: NotExercised (root) unless it is 200 with a list of choice objects."""
     need_answer(ex, "a request with logprobs true", root)
-    choices = ex.json.get("choices")
-    need(isinstance(choices, list) and bool(choices) and all(isinstance(c, dict) for c in choices),
-         "a choice in the response", root="response.choices.count", actual=ex.body_text[:300], exchanges=ex)
+    choices = ex.json_object.get("choices")
+    if not (isinstance(choices, list) and choices and all(isinstance(c, dict) for c in choices)):
+        raise not_exercised("a choice in the response", root="response.choices.count", actual=ex.body_text[:300],
+                            exchanges=ex)
     return choices
 
 
@@ -47,7 +48,7 @@ def content_of(choice: dict[str, Any]) -> Any:
     return logprobs.get("content") if isinstance(logprobs, dict) else None
 
 
-def well_formed(content: Any) -> bool:
+def well_formed(content: Any) -> TypeGuard[list[dict[str, Any]]]:
     """logprobs.content is a list of entry objects."""
     return isinstance(content, list) and all(isinstance(e, dict) for e in content)
 
@@ -55,8 +56,9 @@ def well_formed(content: Any) -> bool:
 def entries_of(ex: Exchange, choice: dict[str, Any]) -> list[dict[str, Any]]:
     """choice.logprobs.content: NotExercised (logprobs.content.present) unless a list of objects."""
     content = content_of(choice)
-    need(well_formed(content), "logprobs.content (a list of entries)", root=ROOT,
-         actual=choice.get("logprobs", "(absent)"), exchanges=ex)
+    if not well_formed(content):
+        raise not_exercised("logprobs.content (a list of entries)", root=ROOT,
+                            actual=choice.get("logprobs", "(absent)"), exchanges=ex)
     return content
 
 
@@ -96,7 +98,7 @@ def each_choice(exchanges: tuple[Exchange, ...]) -> Iterator[tuple[Exchange, dic
     later.settle()
 
 
-def finite(value: Any) -> bool:
+def finite(value: Any) -> TypeGuard[float]:
     """A finite number (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -120,7 +122,8 @@ def read_stream(ex: StreamExchange) -> Streamed:
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            found = choice.get("delta")
+            delta = found if isinstance(found, dict) else {}
             if isinstance(delta.get("content"), str):
                 out.text[index] = out.text.get(index, "") + delta["content"]
             content = content_of(choice)

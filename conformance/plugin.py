@@ -161,7 +161,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         except ExpectFileError as exc:
             raise pytest.UsageError(f"chatconform: {exc}") from None
     selected = {c.id for c in suite.selected_clauses()}
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         cid = clause_of(item)
         (drop if cid is not None and cid not in selected else keep).append(item)

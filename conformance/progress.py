@@ -71,7 +71,7 @@ class ProgressPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Advance once per check, counting verdicts."""
         verdict = next((v for k, v in report.user_properties if k == "chatconform_verdict"), None)
-        if verdict is not None:
+        if isinstance(verdict, str):  # the plugin records str(Verdict); user_properties are typed object
             self.counts[verdict] += 1
         if report.when != "teardown":
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -115,7 +116,7 @@ def collect(target: Target, plan: list[tuple[str, dict[str, Any], str]], *, stre
             refusable: Iterable[str] = ()) -> SampleSet:
     """Send each (label, body, root) of the plan once and keep every answer as a Sample."""
     send = target.chat_stream if stream else target.chat
-    answers = target.many(lambda body=body: send(body) for _, body, _ in plan)
+    answers = target.many(partial(send, body) for _, body, _ in plan)
     optional = set(refusable)
     return SampleSet([Sample(label, body, ex, root, label in optional)
                       for (label, body, root), ex in zip(plan, answers, strict=True)])
@@ -151,7 +152,7 @@ class Deferred:
 def bodies_and_chunks(responses: SampleSet, streams: SampleSet) -> Iterator[tuple[str, dict[str, Any], Exchange]]:
     """(label, body, exchange) for every accepted response body and stream chunk; then NotExercised for a lost sample."""
     for s in responses.accepted:
-        yield f"response {s.label}", s.exchange.json, s.exchange
+        yield f"response {s.label}", s.exchange.json_object, s.exchange  # accepted: the body is an object
     for s in streams.accepted:
         assert isinstance(s.exchange, StreamExchange)
         for i, chunk in enumerate(s.exchange.chunks):

@@ -11,37 +11,37 @@ import json
 from typing import Any
 
 from conformance.client import Exchange, Target
-from conformance.verdicts import Fail, need, require
+from conformance.verdicts import Fail, need, not_exercised, require
 
 FRESH = {"x-use-cache": "false"}
 PROMPT = "Weather in Paris?"
 MAX_TOKENS = 36
 
 # Kept small: small-context models (256 tokens) must still fit two tools, the prompt and a call.
-WEATHER_SCHEMA = {
+WEATHER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"city": {"enum": ["Paris", "Tokyo"]}},
     "required": ["city"],
     "additionalProperties": False,
 }
-TIME_SCHEMA = {
+TIME_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"zone": {"enum": ["UTC", "JST"]}},
     "required": ["zone"],
     "additionalProperties": False,
 }
-WEATHER = {"type": "function", "function": {
+WEATHER: dict[str, Any] = {"type": "function", "function": {
     "name": "weather", "description": "Weather.", "parameters": WEATHER_SCHEMA}}
-TIME = {"type": "function", "function": {
+TIME: dict[str, Any] = {"type": "function", "function": {
     "name": "time", "description": "Time.", "parameters": TIME_SCHEMA}}
 TOOLS = [WEATHER, TIME]
-SCHEMAS = {"weather": WEATHER_SCHEMA, "time": TIME_SCHEMA}
+SCHEMAS: dict[str, dict[str, Any]] = {"weather": WEATHER_SCHEMA, "time": TIME_SCHEMA}
 DESCRIPTIONS = {"weather": "Weather.", "time": "Time."}
 
 
 # The assistant turn of a hand-built tool-result conversation: a fixed call, so that the follow-up
 # request does not depend on the target's own tool calls (judged by their own clauses).
-FIXED_CALL = {"id": "call_chatconform_1", "type": "function",
+FIXED_CALL: dict[str, Any] = {"id": "call_chatconform_1", "type": "function",
               "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
 ABSENT = object()  # tool_result_turn(content=ABSENT): the assistant message has no content key
 
@@ -74,9 +74,9 @@ def ask_tools(target: Target, feature: str = "tools", **params: Any) -> Exchange
 
 def response_choices(ex: Exchange) -> list[dict[str, Any]]:
     """The choices of a completion (Fail when there are none)."""
-    choices = ex.json.get("choices")
-    require(isinstance(choices, list) and bool(choices) and all(isinstance(c, dict) for c in choices),
-            "the response holds no choices", actual=ex.body_text[:300], exchanges=ex)
+    choices = ex.json_object.get("choices")
+    if not (isinstance(choices, list) and choices and all(isinstance(c, dict) for c in choices)):
+        raise Fail("the response holds no choices", actual=ex.body_text[:300], exchanges=ex)
     return choices
 
 
@@ -108,22 +108,25 @@ def call_arguments(ex: Exchange, call: dict[str, Any]) -> dict[str, Any]:
     """function.arguments parsed (Fail unless a string holding a JSON object)."""
     function = call.get("function") or {}
     raw = function.get("arguments")
-    require(isinstance(raw, str), "function.arguments must be a JSON string", expected="string",
-            actual=raw, exchanges=ex)
+    if not isinstance(raw, str):
+        raise Fail("function.arguments must be a JSON string", expected="string", actual=raw, exchanges=ex)
     try:
         value = json.loads(raw)
     except ValueError as exc:
         raise Fail(f"function.arguments is not JSON: {exc}", actual=raw, exchanges=ex) from None
-    require(isinstance(value, dict), "function.arguments must hold a JSON object", actual=raw, exchanges=ex)
+    if not isinstance(value, dict):
+        raise Fail("function.arguments must hold a JSON object", actual=raw, exchanges=ex)
     return value
 
 
 def observed_calls(ex: Exchange, root: str, what: str) -> list[dict[str, Any]]:
     """The tool calls (objects) of a response a check needs: NotExercised (root) unless it is 200 with calls."""
     body = ex.json if ex.status == 200 else None
-    need(isinstance(body, dict), f"a 200 answer to {what}", root=root, actual=f"{ex.status} {ex.body_text[:200]}",
-         exchanges=ex)
-    choices = body.get("choices") if isinstance(body.get("choices"), list) else []
+    if not isinstance(body, dict):
+        raise not_exercised(f"a 200 answer to {what}", root=root, actual=f"{ex.status} {ex.body_text[:200]}",
+                            exchanges=ex)
+    found = body.get("choices")
+    choices = found if isinstance(found, list) else []
     calls = [c for choice in choices if isinstance(choice, dict) for c in choice_calls(choice) if isinstance(c, dict)]
     need(bool(calls), f"a tool call in the answer to {what}", root=root, actual=choices, exchanges=ex)
     return calls

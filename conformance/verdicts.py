@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-if TYPE_CHECKING:
-    from conformance.exchange import Exchange
+from conformance.exchange import Exchange
 
 
 class Verdict(StrEnum):
@@ -69,9 +68,7 @@ class CheckOutcome(Exception):
         self.message = message
         self.expected = expected
         self.actual = actual
-        if not isinstance(exchanges, list | tuple):
-            exchanges = (exchanges,)
-        self.exchanges: tuple[Exchange, ...] = tuple(exchanges)
+        self.exchanges: tuple[Exchange, ...] = (exchanges,) if isinstance(exchanges, Exchange) else tuple(exchanges)
 
     def evidence(self) -> list[dict[str, Any]]:
         """The exchanges as JSON-ready evidence records."""
@@ -165,9 +162,21 @@ def need(
     call, a logprobs field, two choices); the failed observation is kept as evidence.
     """
     if not condition:
-        because = f" (judged by {root})" if root else ""
-        raise NotExercised(f"not exercised: {what} was not observed{because}", root=root, actual=actual,
-                           exchanges=exchanges)
+        raise not_exercised(what, root=root, actual=actual, exchanges=exchanges)
+
+
+def not_exercised(
+    what: str,
+    *,
+    root: str | None,
+    actual: Any = None,
+    exchanges: Sequence[Exchange] | Exchange = (),
+) -> NotExercised:
+    """The NotExercised that `need` raises, for a check that tests the condition itself (`if not ...: raise`)
+    so that the type checker narrows what it observed."""
+    because = f" (judged by {root})" if root else ""
+    return NotExercised(f"not exercised: {what} was not observed{because}", root=root, actual=actual,
+                        exchanges=exchanges)
 
 
 def refused_clearly(ex: Exchange) -> bool:
@@ -206,6 +215,7 @@ __all__ = [
     "Unsupported",
     "Verdict",
     "need",
+    "not_exercised",
     "refused_clearly",
     "require",
     "unsupported_or_fail",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,7 @@ class Recorder:
 class _TeeStream(httpx.SyncByteStream):
     """Pass the response bytes through unchanged; when they end, record the whole exchange."""
 
-    def __init__(self, inner: httpx.SyncByteStream, done: Any) -> None:
+    def __init__(self, inner: httpx.SyncByteStream, done: Callable[[bytes], None]) -> None:
         self._inner, self._done = inner, done
 
     def __iter__(self) -> Iterator[bytes]:
@@ -112,6 +112,7 @@ class RecordingTransport(httpx.HTTPTransport):
                 response.status_code, dict(response.headers), body.decode("utf-8", errors="replace"),
                 time.monotonic() - started))
 
+        # httpx types Response.stream as sync or async; a sync HTTPTransport's response stream is always sync.
         response.stream = _TeeStream(response.stream, done)  # type: ignore[arg-type]
         return response
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
@@ -36,7 +37,7 @@ def invalid_exchanges(target: Target, suite_config: SuiteConfig) -> list[ErrorEx
     """Every invalid field value of the corpus, sent once per session."""
     base = target.body(max_tokens=4)
     cases = invalid_cases(suite_config.dialect)
-    answers = target.many(lambda case=case: answered(lambda: target.chat(case.body(base))) for case in cases)
+    answers = target.many(partial(answered, partial(target.chat, case.body(base))) for case in cases)
     return [ErrorExchange(case.label, case.clause_id, case.field, ex, True)
             for case, ex in zip(cases, answers, strict=True)]
 
@@ -56,7 +57,7 @@ def body_exchanges(target: Target) -> list[ErrorExchange]:
         ("errors.content-type.unsupported", "text/plain", valid, "text/plain"),
         ("errors.content-type.unsupported", "form-urlencoded", valid, "application/x-www-form-urlencoded"),
     ]
-    answers = target.many(lambda raw=raw, ctype=ctype: answered(lambda: target.chat(raw=raw, content_type=ctype))
+    answers = target.many(partial(answered, partial(target.chat, raw=raw, content_type=ctype))
                           for _, _, raw, ctype in plan)
     return [ErrorExchange(label, cid, None, ex, False) for (cid, label, _, _), ex in zip(plan, answers, strict=True)]
 

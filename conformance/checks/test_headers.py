@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import statistics
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 
 from conformance.client import Exchange, Target
@@ -123,7 +124,7 @@ def test_use_cache_false_fresh(target: Target, suite_config: SuiteConfig) -> Non
     if len(set(map(repr, contents))) >= 2:
         return
     seeds = [suite_config.seed + i for i in range(SEEDS_TO_VARY)]
-    seeded = target.many(lambda s=s: target.chat(dict(body, seed=s), headers={"x-use-cache": "false"}) for s in seeds)
+    seeded = target.many(partial(target.chat, dict(body, seed=s), headers={"x-use-cache": "false"}) for s in seeds)
     for ex in seeded:
         need_answer(ex, "a seeded request at temperature 1", "request.messages.accepted")
     varied = [first_choice_content(ex) for ex in seeded]

@@ -60,8 +60,8 @@ def _plain_tokens(ex: Exchange) -> list[Any]:
 def test_stream_parity(target: Target) -> None:
     """At temperature 0 with logprobs true, the tokens and logprobs streamed for a choice equal those of the same request made without streaming (logprobs within 1e-3)."""
     body = logprobs_body(target, max_tokens=12, temperature=0, seed=29, logprobs=True, top_logprobs=2)
-    plain, stream = target.many([lambda: target.chat(body, headers=FRESH),
-                                 lambda: target.chat_stream(dict(body, stream=True), headers=FRESH)])
+    plain, stream = target.both(lambda: target.chat(body, headers=FRESH),
+                                lambda: target.chat_stream(dict(body, stream=True), headers=FRESH))
     want = next((_chosen(found) for _, _, found in each_choice((plain,))), [])
     need(stream.status == 200, "a 200 answer to a stream with logprobs true", root="logprobs.stream.entries",
          actual=f"{stream.status} {stream.body_text[:200]}", exchanges=stream)

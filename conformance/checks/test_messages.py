@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from conformance.client import Target
@@ -56,8 +57,7 @@ def test_user_parts_equivalent(target: Target) -> None:
     text = "Name three animals."
     bodies = [target.body(max_tokens=12, temperature=0, seed=5, messages=[{"role": "user", "content": content}])
               for content in ([{"type": "text", "text": text}], text)]
-    as_part, as_string = target.many(lambda body=body: target.chat(body, headers={"x-use-cache": "false"})
-                                     for body in bodies)
+    as_part, as_string = target.many(partial(target.chat, body, headers={"x-use-cache": "false"}) for body in bodies)
     need_answer(as_part, "one text part", "message.user.parts-text")
     need_answer(as_string, "the same text as a string", "request.messages.accepted")
     a, b = first_choice_content(as_part), first_choice_content(as_string)
@@ -86,9 +86,8 @@ def test_name_accepted(target: Target) -> None:
 def test_tool_calls_content(target: Target) -> None:
     """An assistant message in the history that carries tool_calls with content null, absent or the empty string is accepted and answered 200."""
     forms = {"content null": None, "content absent": ABSENT, 'content ""': ""}
-    answers = target.many(lambda content=content: target.chat(
-        target.body(max_tokens=4, messages=tool_result_turn(content)), headers={"x-use-cache": "false"})
-        for content in forms.values())
+    answers = target.many(partial(target.chat, target.body(max_tokens=4, messages=tool_result_turn(content)),
+                                  headers={"x-use-cache": "false"}) for content in forms.values())
     # None accepted: the target refuses tool-result turns as such, which tools.result.next-turn judges.
     need(any(ex.status == 200 for ex in answers), "a tool-result conversation answered 200 in any content form",
          root="tools.result.next-turn", actual=[ex.status for ex in answers], exchanges=answers)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from conformance.client import Target
 from conformance.expectations import completion, first_content
 from conformance.registry import clause
-from conformance.verdicts import need, require
+from conformance.verdicts import Fail, need, require
 
 
 def _models(target: Target) -> tuple[Any, Any]:
@@ -36,8 +37,8 @@ def test_models_entry(target: Target) -> None:
     """Every /v1/models entry has a non-empty id, object model, an integer created and a string owned_by."""
     ex, body = _models(target)
     data = body.get("data") if isinstance(body, dict) else None
-    require(ex.status == 200 and isinstance(data, list) and bool(data), "GET /v1/models lists no entry",
-            actual=ex.body_text[:300], exchanges=ex)
+    if not (ex.status == 200 and isinstance(data, list) and data):
+        raise Fail("GET /v1/models lists no entry", actual=ex.body_text[:300], exchanges=ex)
     for i, entry in enumerate(data):
         entry = entry if isinstance(entry, dict) else {}
         problems = []
@@ -84,7 +85,7 @@ def test_model_path_equivalent(target: Target) -> None:
     """At temperature 0, both chat routes give the same content for the same request."""
     _model_route(target)
     body = target.body(max_tokens=12, temperature=0, messages=[{"role": "user", "content": "Name a city."}])
-    v1, by_model = target.many(lambda route=route: target.chat(body, route=route, headers={"x-use-cache": "false"})
+    v1, by_model = target.many(partial(target.chat, body, route=route, headers={"x-use-cache": "false"})
                                for route in ("v1", "model"))
     a, b = first_content(v1, "/v1/chat/completions"), first_content(by_model, "the model route")
     require(a == b, "the two chat routes answer differently at temperature 0", expected=a, actual=b,

@@ -10,6 +10,7 @@ test_sampling_effects.py.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,7 +20,16 @@ from conformance.config import SuiteConfig
 from conformance.judges.stream import stream_texts
 from conformance.registry import clause
 from conformance.samples import need_answer, require_repeatable
-from conformance.verdicts import Fail, Ignored, NotApplicable, Unsupported, need, refused_clearly, require
+from conformance.verdicts import (
+    Fail,
+    Ignored,
+    NotApplicable,
+    Unsupported,
+    need,
+    not_exercised,
+    refused_clearly,
+    require,
+)
 
 FRESH = {"x-use-cache": "false"}
 STORY = "Write a long story about a dragon who learns to fly."
@@ -35,10 +45,11 @@ def _ask(target: Target, prompt: str, feature: str, **params: Any) -> Exchange:
 
 def _choice(ex: Exchange) -> dict[str, Any]:
     """The first choice of a completion (Fail when there is none)."""
-    choices = ex.json.get("choices") if isinstance(ex.json, dict) else None
-    require(isinstance(choices, list) and bool(choices) and isinstance(choices[0], dict),
-            "the response holds no choice", expected="choices[0]", actual=ex.body_text[:300], exchanges=ex)
-    return choices[0]
+    choices = ex.json_object.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, dict):
+        raise Fail("the response holds no choice", expected="choices[0]", actual=ex.body_text[:300], exchanges=ex)
+    return first
 
 
 def _content(ex: Exchange) -> str:
@@ -54,11 +65,13 @@ def _finish(ex: Exchange) -> Any:
 
 def _completion_tokens(ex: Exchange) -> int:
     """usage.completion_tokens: NotExercised when the response has none, as response.usage.present judges."""
-    usage = ex.json.get("usage")
-    need(isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int),
-         "usage.completion_tokens (to count the generated tokens with)", root="response.usage.present",
-         actual=usage if usage is not None else "(absent)", exchanges=ex)
-    return usage["completion_tokens"]
+    usage = ex.json_object.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if not isinstance(tokens, int):
+        raise not_exercised("usage.completion_tokens (to count the generated tokens with)",
+                            root="response.usage.present", actual=usage if usage is not None else "(absent)",
+                            exchanges=ex)
+    return tokens
 
 
 # --- request.logit-bias -------------------------------------------------------------------------
@@ -86,7 +99,7 @@ def test_logit_bias_accepted_or_refused(target: Target) -> None:
 def test_max_tokens_respected(target: Target) -> None:
     """A response never holds more than max_tokens generated tokens, as counted by completion_tokens."""
     limits = (1, 5, 12)
-    answers = target.many(lambda n=n: _ask(target, STORY, "max_tokens", max_tokens=n, temperature=0) for n in limits)
+    answers = target.many(partial(_ask, target, STORY, "max_tokens", max_tokens=n, temperature=0) for n in limits)
     for max_tokens, ex in zip(limits, answers, strict=True):
         used = _completion_tokens(ex)
         require(used <= max_tokens, f"completion_tokens exceeds max_tokens {max_tokens}",
@@ -183,8 +196,8 @@ def test_stop_stream_excluded(target: Target, stop_case: StopCase) -> None:
     """At temperature 0 with a stop sequence that the output reaches, the streamed content equals the non-streamed content, the stop sequence left out of both."""
     body = target.body(messages=[{"role": "user", "content": SENTENCE}], max_tokens=32, temperature=0,
                        stop=[stop_case.stop])
-    plain, stream = target.many([lambda: target.chat(body, headers=FRESH),
-                                 lambda: target.chat_stream(dict(body, stream=True), headers=FRESH)])
+    plain, stream = target.both(lambda: target.chat(body, headers=FRESH),
+                                lambda: target.chat_stream(dict(body, stream=True), headers=FRESH))
     need_answer(plain, "the non-streamed request with a stop sequence", "params.stop.ends-generation")
     need(stream.status == 200, "a 200 answer to the streamed request with a stop sequence",
          root="stream.content-type.event-stream", actual=f"{stream.status} {stream.body_text[:200]}", exchanges=stream)
@@ -230,7 +243,7 @@ def test_temperature_zero_repeatable(target: Target) -> None:
 def test_temperature_higher_more_diverse(target: Target, suite_config: SuiteConfig) -> None:
     """Over the same five seeds, temperature 1.5 yields at least as many distinct contents as temperature 0.1."""
     seeds = _seeds(suite_config)
-    answers = target.many(lambda t=t, s=s: _ask(target, POEM, "temperature", max_tokens=12, temperature=t, seed=s)
+    answers = target.many(partial(_ask, target, POEM, "temperature", max_tokens=12, temperature=t, seed=s)
                           for t in (0.1, 1.5) for s in seeds)
     cold, hot = answers[:len(seeds)], answers[len(seeds):]
     n_cold, n_hot = len({_content(e) for e in cold}), len({_content(e) for e in hot})
@@ -248,7 +261,7 @@ def test_temperature_higher_more_diverse(target: Target, suite_config: SuiteConf
 def test_penalties_negative_accepted(target: Target) -> None:
     """frequency_penalty and presence_penalty values anywhere in [-2.0, 2.0], negative ones included, are accepted."""
     plan = [(name, value) for name in ("frequency_penalty", "presence_penalty") for value in (-2.0, -0.5, 0.5, 2.0)]
-    answers = target.many(lambda n=n, v=v: target.chat(target.body(max_tokens=4, **{n: v}), headers=FRESH)
+    answers = target.many(partial(target.chat, target.body(max_tokens=4, **{n: v}), headers=FRESH)
                           for n, v in plan)
     for (name, value), ex in zip(plan, answers, strict=True):
         require(ex.status == 200, f"{name} {value} must be accepted", expected=200, actual=ex.status, exchanges=ex)
@@ -258,7 +271,7 @@ def test_penalties_negative_accepted(target: Target) -> None:
 def test_sampling_bounds_accepted(target: Target) -> None:
     """The boundary values temperature 0 and 2 and top_p 1 are accepted and answered 200."""
     plan = ({"temperature": 0}, {"temperature": 2}, {"top_p": 1}, {"temperature": 2, "top_p": 1})
-    answers = target.many(lambda p=p: target.chat(target.body(max_tokens=4, seed=1, **p), headers=FRESH) for p in plan)
+    answers = target.many(partial(target.chat, target.body(max_tokens=4, seed=1, **p), headers=FRESH) for p in plan)
     for params, ex in zip(plan, answers, strict=True):
         require(ex.status == 200, f"boundary value {params} must be answered 200", expected=200,
                 actual=ex.status, exchanges=ex)

@@ -12,6 +12,7 @@ on what can be shown without them.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import pytest
@@ -74,8 +75,8 @@ def test_seed_varies(target: Target, suite_config: SuiteConfig, logprob_fields: 
     """Among requests at temperature 1 that differ only in seed (five seeds), at least two contents differ."""
     seeds = _seeds(suite_config)
     plan = [*seeds, seeds[0]]  # the first seed once more: variation the seed does not explain is not its effect
-    answers = target.many(lambda s=s: _ask_lp(target, logprob_fields, POEM, "seed", max_tokens=16, temperature=1.0,
-                                              top_p=1, seed=s) for s in plan)
+    answers = target.many(partial(_ask_lp, target, logprob_fields, POEM, "seed", max_tokens=16, temperature=1.0,
+                                  top_p=1, seed=s) for s in plan)
     varied, repeat = answers[:len(seeds)], answers[-1]
     contents = [_content(ex) for ex in varied]
     if len(set(contents)) >= 2:
@@ -146,7 +147,7 @@ def test_top_p_narrows(target: Target, suite_config: SuiteConfig, logprob_fields
         if expected.startswith(confident):
             expected = confident  # compare only where the premise holds
     seeds = _seeds(suite_config, TOP_P_SEEDS)
-    answers = target.many(lambda s=s, p=p: _ask(target, POEM, "top_p", max_tokens=12, temperature=1.0, seed=s, **p)
+    answers = target.many(partial(_ask, target, POEM, "top_p", max_tokens=12, temperature=1.0, seed=s, **p)
                           for p in ({"top_p": 0.01}, {}) for s in seeds)
     narrowed, contrast = answers[:len(seeds)], answers[len(seeds):]
     for seed, ex, twin in zip(seeds, narrowed, contrast, strict=True):
@@ -186,8 +187,8 @@ class PenaltyRun:
 
     def __init__(self, target: Target, name: str, logprobs: dict[str, Any]) -> None:
         plain, penal = target.many(
-            lambda v=v: _ask_lp(target, logprobs, REPEAT, name, max_tokens=PENALTY_TOKENS, temperature=0,
-                                **{name: v}) for v in (0, PENALTY))
+            partial(_ask_lp, target, logprobs, REPEAT, name, max_tokens=PENALTY_TOKENS, temperature=0, **{name: v})
+            for v in (0, PENALTY))
         self.name, self.plain, self.penal = name, plain, penal
         self.before, self.after = _content(plain), _content(penal)
         self.base_entries = _entries(plain)

@@ -83,10 +83,11 @@ def _required(ex: Exchange, feature: str) -> None:
 
 
 def _choice(ex: Exchange) -> dict[str, Any]:
-    choices = ex.json.get("choices")
-    require(isinstance(choices, list) and bool(choices) and isinstance(choices[0], dict),
-            "the response holds no choice", actual=ex.body_text[:300], exchanges=ex)
-    return choices[0]
+    choices = ex.json_object.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, dict):
+        raise Fail("the response holds no choice", actual=ex.body_text[:300], exchanges=ex)
+    return first
 
 
 def _content(ex: Exchange) -> str:

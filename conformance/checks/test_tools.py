@@ -36,7 +36,7 @@ from conformance.tool_calls import (
     tool_named,
     tool_result_turn,
 )
-from conformance.verdicts import Fail, NotApplicable, need, require, unsupported_or_fail
+from conformance.verdicts import Fail, NotApplicable, need, not_exercised, require, unsupported_or_fail
 
 
 @dataclass
@@ -201,9 +201,10 @@ def test_call_description_echo(forced: Forced) -> None:
             if function.get("description") is None:
                 continue
             echoed += 1
-            require(function["description"] == DESCRIPTIONS.get(function.get("name")),
-                    "function.description differs from the declared description",
-                    expected=DESCRIPTIONS.get(function.get("name")), actual=function["description"], exchanges=ex)
+            name = function.get("name")
+            declared = DESCRIPTIONS.get(name) if isinstance(name, str) else None
+            require(function["description"] == declared, "function.description differs from the declared description",
+                    expected=declared, actual=function["description"], exchanges=ex)
     if not echoed:
         raise NotApplicable("no tool call carried function.description (an optional echo)")
 
@@ -264,10 +265,11 @@ def test_call_arguments_schema_valid(forced: Forced) -> None:
         for call in calls:
             name = (call.get("function") or {}).get("name")
             with later:
-                need(name in SCHEMAS, "a call of a declared function", root="tools.call.name-declared", actual=name,
-                     exchanges=ex)
+                schema = SCHEMAS.get(name) if isinstance(name, str) else None
+                if schema is None:
+                    raise not_exercised("a call of a declared function", root="tools.call.name-declared",
+                                        actual=name, exchanges=ex)
                 arguments = _named_arguments(ex, [call])[0][1]
-                schema = SCHEMAS[name]
                 errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=str)
                 require(not errors, f"arguments of {name} do not validate against its schema",
                         expected=schema, actual=[e.message for e in errors], exchanges=ex)

@@ -79,10 +79,13 @@ def delta_of(choice: dict[str, Any]) -> dict[str, Any]:
     return delta if isinstance(delta, dict) else {}
 
 
-def stream_texts(ex: StreamExchange) -> tuple[dict[int, str], dict[int, Any]]:
-    """The concatenated delta content and the finish_reason of each choice index of a stream."""
-    texts: dict[int, str] = defaultdict(str)
-    reasons: dict[int, Any] = {}
+def stream_texts(ex: StreamExchange) -> tuple[dict[Any, str], dict[Any, Any]]:
+    """The concatenated delta content and the finish_reason of each choice index of a stream.
+
+    Keyed by the index each choice sent, whatever its type (a server may send none, or a string).
+    """
+    texts: dict[Any, str] = defaultdict(str)
+    reasons: dict[Any, Any] = {}
     for chunk in ex.chunks:
         for choice in chunk_choices(chunk):
             index = choice.get("index")
