@@ -88,8 +88,9 @@ def measure(prompt: list[int], *, model: str = "real", weights: str = "int4", de
         graph = open_model(model, weights, Path(scratch))
         # Room for the largest batch; the KV cache is committed only as positions are written.
         # The context matches the peer's n_ctx (2048), capped by the model's (the tiny one: 256).
+        # No prefix cache: every repetition prefills the same prompt, and each must be cold.
         engine = Engine(graph, device=device, threads=threads, max_batch=max(batches),
-                        max_context=min(graph.config.context_length, context), spin=spin)
+                        max_context=min(graph.config.context_length, context), spin=spin, prefix_cache_mb=0)
     time_prefill(engine, prompt[:WARMUP_PROMPT_TOKENS])  # warm-up: page weights in, size buffers
     time_decode(engine, [prompt[:WARMUP_PROMPT_TOKENS]], WARMUP_STEPS)
     prefill = [time_prefill(engine, prompt) for _ in range(repeats)]

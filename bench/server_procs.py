@@ -9,6 +9,7 @@ after a grace period.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -69,6 +70,21 @@ def peer_spec(port: int, threads: int, gguf: Path, n_ctx: int = 4096) -> ServerS
                "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads),
                "--n_threads_batch", str(threads), "--n_ctx", str(n_ctx), "--interrupt_requests", "False"]
     return ServerSpec("llama.cpp", command, port, "/v1/models")
+
+
+def llama_server_spec(port: int, threads: int, command: str, slots: int = 16, ctx_per_slot: int = 1024) -> ServerSpec:
+    """llama.cpp's C++ llama-server with `slots` parallel slots and continuous batching.
+
+    command: how to start it, as a shell-quoted string; `{port}` in it is replaced by the port,
+    else `--port PORT` is appended (e.g. a start script taking the port: "start.sh {port}").
+    """
+    words = shlex.split(command)
+    if any("{port}" in w for w in words):
+        words = [w.replace("{port}", str(port)) for w in words]
+    else:
+        words += ["--port", str(port)]
+    words += ["-np", str(slots), "-cb", "-c", str(slots * ctx_per_slot), "-t", str(threads), "-tb", str(threads)]
+    return ServerSpec("llama-server", words, port, "/health")
 
 
 def child_env() -> dict[str, str]:

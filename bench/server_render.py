@@ -48,11 +48,12 @@ def _tokens(s: LevelSummary | None) -> str:
     return f"{span} from {'/'.join(s.token_sources)}"
 
 
-def level_table(streams: int, ours: LevelSummary | None, peer: LevelSummary | None) -> Table:
-    """Every figure of one level, ours beside llama.cpp's, with ours/llama.cpp."""
+def level_table(streams: int, ours: LevelSummary | None, peer: LevelSummary | None,
+                peer_name: str = "llama.cpp") -> Table:
+    """Every figure of one level, ours beside the peer's, with ours/peer."""
     table = Table(title=f"{streams} concurrent stream{'s' if streams != 1 else ''}", title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("metric", "left"), ("ours", "right"), ("llama.cpp", "right"), ("ours/llama.cpp", "right"))
+        ("metric", "left"), ("ours", "right"), (peer_name, "right"), (f"ours/{peer_name}", "right"))
     for header, justify in columns:
         table.add_column(header, justify=justify)
     for label, read, scale, fmt in METRICS:
@@ -61,7 +62,7 @@ def level_table(streams: int, ours: LevelSummary | None, peer: LevelSummary | No
         table.add_row(label, _num(a, scale, fmt), _num(b, scale, fmt), _num(ratio(a, b), 1.0, "{:.2f}x"))
     table.add_row("errors / requests", _errors(ours), _errors(peer), "")
     table.add_row("tokens per stream", _tokens(ours), _tokens(peer), "")
-    for name, s in (("ours", ours), ("llama.cpp", peer)):
+    for name, s in (("ours", ours), (peer_name, peer)):
         if s is not None and s.error_examples:
             table.add_row(f"first errors ({name})", "; ".join(s.error_examples)[:300], "", "")
     return table
@@ -69,10 +70,11 @@ def level_table(streams: int, ours: LevelSummary | None, peer: LevelSummary | No
 
 def summary_table(levels: list[int], ours: ServerRecord, peer: ServerRecord | None) -> Table:
     """One row per level: total tok/s (median) of both and the ratio, latency and TTFT p50/p99."""
-    table = Table(title="summary: total tok/s (median of rounds), ratio = ours/llama.cpp, times in ms as p50/p99",
+    name = peer.name if peer else "llama.cpp"
+    table = Table(title=f"summary: total tok/s (median of rounds), ratio = ours/{name}, times in ms as p50/p99",
                   title_justify="left")
-    for header in ("streams", "ours tok/s", "llama tok/s", "ratio", "ours latency", "llama latency",
-                   "ours TTFT", "llama TTFT", "ours errors", "llama errors"):
+    for header in ("streams", "ours tok/s", "peer tok/s", "ratio", "ours latency", "peer latency",
+                   "ours TTFT", "peer TTFT", "ours errors", "peer errors"):
         table.add_column(header, justify="right")
     for n in levels:
         a = ours.summary(n)
@@ -91,24 +93,46 @@ def _pair(s: LevelSummary | None, kind: str) -> str:
     return f"{_num(p50, 1000.0, '{:.0f}')}/{_num(p99, 1000.0, '{:.0f}')}"
 
 
-def render(report: dict[str, Any], ours: ServerRecord, peer: ServerRecord | None, console: Console | None = None) -> None:
-    """Print the header, a table per level, and the summary."""
+def prefix_table(records: list[ServerRecord]) -> Table:
+    """Per server and round: cold and warm TTFT of the shared-prefix pair, and cold/warm."""
+    table = Table(title="shared prefix: TTFT of a cold request, then of one sharing its system turn (ms)",
+                  title_justify="left")
+    for header in ("server", "round", "prefix tokens", "cold TTFT", "warm TTFT", "cold/warm", "errors"):
+        table.add_column(header, justify="right")
+    for record in records:
+        for run in record.prefix:
+            table.add_row(record.name, str(run.round + 1), str(run.prefix_tokens),
+                          _num(run.cold_ttft_s, 1000.0, "{:.0f}"), _num(run.warm_ttft_s, 1000.0, "{:.0f}"),
+                          _num(run.speedup, 1.0, "{:.2f}x"), "; ".join(run.errors)[:120])
+    return table
+
+
+def render(report: dict[str, Any], ours: ServerRecord, peers: ServerRecord | list[ServerRecord] | None,
+           console: Console | None = None) -> None:
+    """Print the header, a table per level and peer, the summary per peer, and the shared-prefix table."""
     console = console or Console()
     if not console.is_terminal and console.width < MIN_WIDTH:  # piped: rich would fold at 80 columns
         console = Console(width=MIN_WIDTH)
+    others = [] if peers is None else [peers] if isinstance(peers, ServerRecord) else list(peers)
     machine, config = report["machine"], report["config"]
     console.print(f"[bold]bench.server[/]: {machine['cpu_model']}, {machine['logical_cpus']} logical CPUs, "
                   f"{config['threads']} threads per server, max_tokens {config['max_tokens']}, "
                   f"{config['repeat']} round(s); load average (1 min) {machine['load_average_start'][0]} at start, "
                   f"{machine['load_average_end'][0]} at end")
-    for record in (ours, peer):
-        if record is not None:
-            startup = ", ".join(f"{s:.1f}" for s in record.startup_s)
-            console.print(f"  {record.name}: model {record.model_id}, ready after {startup} s, "
-                          f"load at each round's start {record.load_1m}")
-    if report.get("peer_note"):
-        console.print(f"  llama.cpp: [yellow]{report['peer_note']}[/]")
+    for record in (ours, *others):
+        startup = ", ".join(f"{s:.1f}" for s in record.startup_s)
+        console.print(f"  {record.name}: model {record.model_id}, ready after {startup} s, "
+                      f"load at each round's start {record.load_1m}")
+    notes = report.get("peer_notes") or ({"llama.cpp": report["peer_note"]} if report.get("peer_note") else {})
+    for name, note in notes.items():
+        if note:
+            console.print(f"  {name}: [yellow]{note}[/]")
     levels: list[int] = config["streams"]
-    for n in levels:
-        console.print(level_table(n, ours.summary(n), peer.summary(n) if peer else None))
-    console.print(summary_table(levels, ours, peer))
+    columns: list[ServerRecord | None] = [*others] or [None]
+    for peer in columns:
+        for n in levels:
+            console.print(level_table(n, ours.summary(n), peer.summary(n) if peer is not None else None,
+                                      peer.name if peer is not None else "llama.cpp"))
+        console.print(summary_table(levels, ours, peer))
+    if any(r.prefix for r in (ours, *others)):
+        console.print(prefix_table([ours, *others]))

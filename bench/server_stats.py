@@ -16,9 +16,12 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.server_sse import StreamResult, percentile
+
+if TYPE_CHECKING:
+    from bench.server_prefix import PrefixRun
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,14 @@ def summarize_level(runs: Sequence[LevelRun]) -> LevelSummary:
 class ServerRecord:
     """Everything measured on one server over the rounds (filled as the bench goes)."""
 
-    name: str  # "ours" or "llama.cpp"
+    name: str  # "ours", "llama.cpp" (llama-cpp-python) or "llama-server"
     command: list[str]
     model_id: str | None = None
     startup_s: list[float] = field(default_factory=list)  # spawn -> ready, per round
     load_1m: list[float] = field(default_factory=list)  # 1-minute load average when each round began
     warmups: list[StreamResult] = field(default_factory=list)  # one untimed request per round
     runs: list[LevelRun] = field(default_factory=list)
+    prefix: list[PrefixRun] = field(default_factory=list)  # shared-prefix TTFT pairs, one per round
 
     def summaries(self) -> list[LevelSummary]:
         """One summary per level, in the order the levels first ran."""
@@ -127,4 +131,5 @@ class ServerRecord:
                 "startup_s": self.startup_s, "load_1m": self.load_1m,
                 "warmups": [w.to_dict() for w in self.warmups],
                 "summaries": [s.to_dict() for s in self.summaries()],
-                "runs": [run.to_dict() for run in self.runs]}
+                "runs": [run.to_dict() for run in self.runs],
+                "prefix": [p.to_dict() for p in self.prefix]}

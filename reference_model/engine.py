@@ -13,6 +13,13 @@ GroupQueryAttention, so new keys/values are written in place. Sequences in one `
 occupy contiguous slots; the engine keeps active sequences packed and swaps cache rows (only
 their used lengths) when a step asks for a different grouping.
 
+Prefix reuse: `prefill` stores the keys/values of the prompt in a `PrefixCache` (blocks of
+`prefix_block` positions under `prefix_cache_mb`) and a later prefill copies the longest stored
+prefix of its prompt into its slot and runs only the rest. The logits are bit-identical to a cold
+prefill: each row of a multi-row pass is computed independently of the others (verified by
+tests), a long prompt is cut into chunks so that no chunk has one row (one-row passes take
+another kernel), and at least two tokens are always run.
+
 Not thread-safe: one caller (the scheduler) drives an engine.
 """
 
@@ -29,6 +36,7 @@ import numpy as np
 from reference_model.config import ModelConfig
 from reference_model.engine_session import EngineError, IoBinding, open_session
 from reference_model.errors import ContextLengthError
+from reference_model.prefix_cache import PrefixCache
 
 SeqId = NewType("SeqId", int)
 
@@ -50,6 +58,7 @@ class _Sequence:
     slot: int
     length: int  # tokens whose keys/values are in the cache
     pending: list[int] = field(default_factory=list)  # accepted but not yet run
+    exact: int = 0  # leading cached positions computed by multi-row passes (storable as a prefix)
 
 
 def _lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
@@ -76,12 +85,15 @@ class Engine:
     max_context: a context limit below the model's (smaller limit, smaller reserved cache);
     prefill_chunk: the most tokens of one sequence run in one pass; spin: whether idle intra-op
     threads spin-wait (ONNX Runtime's default; False on a machine shared with busy processes);
-    min_fused_batch: the fewest sequences a `step` runs as one batched pass (fewer: a pass each).
+    min_fused_batch: the fewest sequences a `step` runs as one batched pass (fewer: a pass each);
+    prefix_cache_mb: memory for the keys/values of recent prompts (0: no prefix reuse);
+    prefix_block: positions per stored block (a prompt reuses whole blocks only).
     """
 
     def __init__(self, model: EngineModel, *, device: str = "auto", threads: int | None = None,
                  max_batch: int = 8, max_context: int | None = None, prefill_chunk: int = 256,
-                 spin: bool = True, min_fused_batch: int = 3) -> None:
+                 spin: bool = True, min_fused_batch: int = 3, prefix_cache_mb: int = 256,
+                 prefix_block: int = 32) -> None:
         self.config: ModelConfig = model.config
         if not isinstance(prefill_chunk, int) or prefill_chunk < 1:
             raise EngineError(f"prefill_chunk must be a positive int, got {prefill_chunk!r}")
@@ -101,15 +113,20 @@ class Engine:
             limit = max_context
         self.context_length = limit
         self.max_batch = max_batch
+        for name, value, low in (("prefix_cache_mb", prefix_cache_mb, 0), ("prefix_block", prefix_block, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise EngineError(f"{name} must be an int >= {low}, got {value!r}")
+        c = self.config
+        self.prefix_cache = PrefixCache(budget_bytes=prefix_cache_mb << 20, block_tokens=prefix_block,
+                                        bytes_per_token=2 * c.n_layers * c.n_kv_heads * c.head_dim * 4)
         choice = open_session(model.onnx_path, device=device, threads=threads, spin=spin)
         self._session = choice.session
         self.provider = choice.provider
         # One IO binding per slot range (first slot, batch) used so far: the cache buffers stay
         # bound; each pass rebinds only the small inputs and the logits.
         self._bindings: dict[tuple[int, int], IoBinding] = {}
-        c = self.config
         shape = (max_batch, c.n_kv_heads, limit, c.head_dim)
-        kv = _lazy_zeros((2, c.n_layers, *shape))
+        kv = self._kv = _lazy_zeros((2, c.n_layers, *shape))
         self._keys = list(kv[0])  # n_layers x [max_batch, n_kv_heads, context, head_dim]
         self._values = list(kv[1])
         self._owner: list[SeqId | None] = [None] * max_batch
@@ -160,7 +177,32 @@ class Engine:
         if not state.pending:
             raise EngineError(f"sequence {seq} has no pending tokens to prefill")
         ids, state.pending = state.pending, []
-        return self._run_one(state, ids, all_logits)
+        if all_logits or state.length or not self.prefix_cache.enabled:
+            return self._run_one(state, ids, all_logits)
+        # At least two tokens are run: a one-row pass would round differently from a cold prefill.
+        reused = self._reuse_prefix(state, ids, len(ids) - 2)
+        logits = self._run_one(state, ids[reused:], all_logits)
+        slot = state.slot
+        self.prefix_cache.store(ids, state.exact,
+                                lambda a, b: self._kv[:, :, slot, :, a:b])
+        return logits
+
+    def _reuse_prefix(self, state: _Sequence, ids: list[int], max_tokens: int) -> int:
+        """Copy the longest stored prefix of ids (at most max_tokens) into the sequence's slot; its length."""
+        n = 0
+        for block in self.prefix_cache.lookup(ids, max_tokens):
+            end = n + block.kv.shape[3]
+            self._kv[:, :, state.slot, :, n:end] = block.kv
+            n = end
+        state.length = state.exact = n
+        return n
+
+    def prefix_stats(self) -> dict[str, int]:
+        """Prefix cache counters: lookups, hits, lookup_tokens, reused_tokens, evicted_blocks, blocks, bytes."""
+        st = self.prefix_cache.stats
+        return {"lookups": st.lookups, "hits": st.hits, "lookup_tokens": st.lookup_tokens,
+                "reused_tokens": st.reused_tokens, "evicted_blocks": st.evicted_blocks,
+                "blocks": len(self.prefix_cache), "bytes": self.prefix_cache.nbytes}
 
     def extend(self, seq: SeqId, more_ids: Sequence[int], max_new_tokens: int = 0, *,
                all_logits: bool = False) -> np.ndarray:
@@ -216,15 +258,26 @@ class Engine:
     # ---- internals --------------------------------------------------------------------------------
 
     def _run_one(self, state: _Sequence, ids: list[int], all_logits: bool) -> np.ndarray:
-        """Run ids for one sequence in chunks of at most prefill_chunk tokens."""
+        """Run ids for one sequence in chunks of at most prefill_chunk tokens (none of one row)."""
         parts = []
-        for start in range(0, len(ids), self.prefill_chunk):
-            chunk = ids[start:start + self.prefill_chunk]
+        for start, end in self._chunks(len(ids)):
+            chunk = ids[start:end]
             n_logits = len(chunk) if all_logits else 1
             logits = self._forward(state.slot, np.array([chunk], np.int64), [state.length], n_logits)
+            if len(chunk) > 1 and state.exact == state.length:
+                state.exact += len(chunk)
             state.length += len(chunk)
             parts.append(logits[0])  # [n_logits, vocab]
         return np.concatenate(parts) if all_logits else parts[-1][0].copy()
+
+    def _chunks(self, n: int) -> list[tuple[int, int]]:
+        """[start, end) of each pass for n tokens; a last chunk of one row borrows one from the one before."""
+        size = self.prefill_chunk
+        bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+        if len(bounds) > 1 and n % size == 1 and size > 2:
+            (a, _), (_, d) = bounds[-2], bounds[-1]
+            bounds[-2:] = [(a, d - 2), (d - 2, d)]
+        return bounds
 
     def _forward(self, first_slot: int, ids: np.ndarray, lengths: list[int], n_logits: int) -> np.ndarray:
         """One pass over slots [first_slot, first_slot + B): ids [B, S]; returns logits [B, n, vocab]."""
@@ -332,13 +385,15 @@ class EngineOptions(TypedDict, total=False):
     prefill_chunk: int
     spin: bool
     min_fused_batch: int
+    prefix_cache_mb: int
+    prefix_block: int
 
 
 def open_engine(weights: str = "int4", *, progress: bool = False, **options: Unpack[EngineOptions]) -> Engine:
     """An engine on the real model in `weights` format, preparing (fetching, converting) it on first use.
 
     `options` are Engine's keyword arguments (device, threads, max_batch, max_context, prefill_chunk,
-    spin, min_fused_batch).
+    spin, min_fused_batch, prefix_cache_mb, prefix_block).
     """
     from reference_model.prepared import prepare
 
