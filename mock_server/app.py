@@ -19,9 +19,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import ContentEncodingError
 
-from mock_server import chat, info_routes, router
+from mock_server import chat, images, info_routes, memory, router
 from mock_server.appkeys import (
     CACHE_KEY,
     CONFIG_KEY,
@@ -47,15 +48,15 @@ from mock_server.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     envelope,
 )
 from mock_server.faults import Fault, InjectedFault, parse_faults
-from mock_server.images import ImageDescriber
 from mock_server.metrics import Metrics
 from mock_server.plan import make_plan
 from mock_server.render import Identity
-from mock_server.request import parse_json, validate_body
+from mock_server.request import ChatRequest, parse_json, validate_body
 from mock_server.request_log import CLIENT_GONE, RequestLog, make_entry
 from mock_server.state import ModelSlot
 
@@ -65,12 +66,16 @@ log = logging.getLogger("mock_server.app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BODY_READ_TIMEOUT_S = 1.0  # reading, for the log, a body that the handler left unread (e.g. after a 401)
+CLOSE = {"Connection": "close"}  # the connection's input cannot be trusted any more: the client must reconnect
 TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 
 
 def error_response(error: ApiError, style: str) -> web.Response:
-    """The JSON response of an error in envelope `style` (hf or openai)."""
-    return web.json_response(envelope(error, style), status=error.status, headers=error.headers)
+    """The JSON response of an error in envelope `style` (hf or openai); `Connection: close` closes it."""
+    response = web.json_response(envelope(error, style), status=error.status, headers=error.headers)
+    if error.headers.get("Connection", "").lower() == "close":
+        response.force_close()
+    return response
 
 
 @web.middleware
@@ -122,11 +127,28 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"the request body is {length} bytes, larger than the limit of "
                               f"{config.max_body_bytes} bytes")
     try:
-        raw = await request.read()
+        # A client that sends its body slower than this is dropped (408), not waited for.
+        async with asyncio.timeout(config.read_timeout or None):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the request body is larger than the limit of {config.max_body_bytes} bytes") from None
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within the read timeout of {config.read_timeout} s "
+                             f"[rule: read_timeout]") from None
+    except (ContentEncodingError, web_protocol.RequestPayloadError) as exc:
+        encoding = request.headers.get("Content-Encoding", "identity")
+        raise BadRequest(f"the request body cannot be read as Content-Encoding {encoding[:40]!r}: "
+                         f"{str(exc).splitlines()[-1].strip()[:120]} [rule: Content-Encoding]",
+                         code="invalid_encoding", headers=CLOSE) from None
     request[RAW_BODY_KEY] = raw
     return raw
+
+
+def parse_request(raw: bytes, use_cache: bool) -> tuple[ChatRequest, str | None]:
+    """Body bytes -> (typed request, cache key or None): CPU work, run off the event loop."""
+    body = parse_json(raw)
+    chat_request = validate_body(body)
+    return chat_request, cache_key(body) if use_cache and is_deterministic(chat_request) else None
 
 
 def _header_flag(request: web.Request, name: str, default: bool) -> bool:
@@ -146,17 +168,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if path_model is not None:
         models.check_path(path_model)
     faults = parse_faults(request.headers.get("x-mock-fault"), config.allow_faults)
-    body = parse_json(await read_body(request))
-    chat_request = validate_body(body)
+    raw = await read_body(request)
+    use_cache = _header_flag(request, "x-use-cache", True) and config.cache_size > 0 and not faults.names
+    # Parsing and validating an 8 MiB body takes seconds: in a thread, so that the loop serves others meanwhile.
+    try:
+        chat_request, key = await asyncio.to_thread(parse_request, raw, use_cache)
+    finally:
+        if len(raw) >= memory.LARGE_BODY_BYTES:
+            memory.release_later()
     answer_model = models.answer_id(chat_request.model, path_model)
     backend = await slot.get(wait=_header_flag(request, "x-wait-for-model", False))
     if Fault.HTTP_500 in faults:
         raise InjectedFault("injected fault: the server failed")
     if faults.stall_s:
         await asyncio.sleep(faults.stall_s)
-    use_cache = _header_flag(request, "x-use-cache", True) and config.cache_size > 0 and not faults.names
     cache = app[CACHE_KEY]
-    key = cache_key(body) if use_cache and is_deterministic(chat_request) else None
     version_text = server_version()
     ident = Identity.new(answer_model, chat.fingerprint(backend, version_text))
     hit = cache.get(key) if key is not None else None
@@ -164,8 +190,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         app[METRICS_KEY].cache_hits += 1
         answer = chat.Answer.replay(hit)
     else:
-        describer = ImageDescriber(config)
-        plan = await asyncio.to_thread(make_plan, chat_request, backend, describer)
+        describer = images.ImageDescriber(config)
+        if config.allow_remote_images and images.fetches_remote(chat_request):
+            plan = await asyncio.get_running_loop().run_in_executor(
+                images.remote_pool(), make_plan, chat_request, backend, describer)
+        else:
+            plan = await asyncio.to_thread(make_plan, chat_request, backend, describer)
         ticket = await chat.admit(backend, plan)
         answer = chat.Answer.live(ticket, plan, None if key is None else functools.partial(cache.put, key))
     headers = {"x-cache": "hit" if hit is not None else "miss"}

@@ -55,5 +55,6 @@ def check_auth(request: web.Request) -> None:
     token = token.strip()
     if scheme.lower().rstrip(":") != "bearer" or not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <key>'")
-    if not hmac.compare_digest(token.encode(), key.encode()):
+    # aiohttp keeps a header's non-UTF-8 bytes as surrogate escapes: encode them back to the bytes sent.
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), key.encode()):
         raise Unauthorized("Invalid credentials in Authorization header")

@@ -87,7 +87,8 @@ class EngineBackend:
         """Counters: running, waiting, outstanding, steps, tokens."""
         return {"running": int(self.generator.running), "waiting": int(self.generator.waiting),
                 "outstanding": self.scheduler.outstanding, "steps": self.scheduler.steps,
-                "tokens": self.scheduler.tokens}
+                "tokens": self.scheduler.tokens,
+                **{f"prefix_{k}": v for k, v in self.generator.engine.prefix_stats().items()}}
 
     def close(self) -> None:
         """Stop the worker thread."""

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keepalive", type=float, metavar="SECONDS",
                         help="send an SSE comment ': keep-alive' after this many seconds without stream output "
                              "(default 15; 0: never)")
+    parser.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                        help="close a client that takes longer to send a request's headers, or then its body "
+                             "(408), and idle kept-alive connections (default 30; 0: never)")
     parser.add_argument("--no-spin", dest="spin", action="store_false", default=None,
                         help="idle ONNX Runtime threads sleep instead of spin-waiting (slower on idle cores; "
                              "kinder to a machine shared with other busy processes)")

@@ -50,6 +50,10 @@ class ServerConfig:
     max_image_pixels: int = 4096 * 4096
     allow_faults: bool = False  # honour x-mock-fault (see faults.py); off: such requests get 400
     keepalive: float = 15.0  # seconds of silence in a stream before a `: keep-alive` SSE comment; 0: never
+    # Seconds a client has to send a request's headers (from connecting, or from its previous
+    # answer on a kept-alive connection) and then its body; a slower one is closed (the body: 408).
+    # 0: wait forever.
+    read_timeout: float = 30.0
     spin: bool = True  # idle ONNX Runtime intra-op threads spin-wait (False: they sleep)
     record_requests: bool = False  # keep the last requests (request_log.py), readable at GET /mock/requests
     strict_models: bool = False  # only the served id and `aliases` are served; other model ids get 404
@@ -131,7 +135,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "error_style": _choice(ERROR_STYLES), "max_batch": _int(1, 256), "max_queue": _int(0, 100_000),
     "max_body_bytes": _int(1024), "load_delay": _float(0.0), "cache_size": _int(0),
     "allow_remote_images": _bool, "max_image_bytes": _int(1), "max_image_pixels": _int(1),
-    "allow_faults": _bool, "keepalive": _float(0.0), "record_requests": _bool, "spin": _bool,
+    "allow_faults": _bool, "keepalive": _float(0.0), "read_timeout": _float(0.0), "record_requests": _bool, "spin": _bool,
     "strict_models": _bool, "aliases": _ids,
 }
 

@@ -70,6 +70,15 @@ class PayloadTooLarge(ApiError):
     status, error_type, openai_type, code = 413, "payload_too_large", "invalid_request_error", "payload_too_large"
 
 
+class RequestTimeout(ApiError):
+    """The client did not send its request within the read timeout (408); the connection is closed."""
+
+    status, error_type, openai_type, code = 408, "timeout", "invalid_request_error", "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class UnsupportedMediaType(ApiError):
     """The content type is not application/json (415)."""
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from mock_server.config import ServerConfig
 from mock_server.errors import ValidationFailed
-from mock_server.request import ImagePart
+from mock_server.request import ChatRequest, ImagePart
 
 # name -> RGB; the average colour gets the nearest name (squared distance in RGB).
 BASIC_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -28,7 +30,24 @@ BASIC_COLOURS: dict[str, tuple[int, int, int]] = {
     "green": (30, 160, 60), "blue": (30, 60, 220), "yellow": (240, 220, 40), "orange": (245, 140, 30),
     "purple": (130, 50, 160), "pink": (245, 150, 190), "brown": (120, 75, 40), "cyan": (40, 200, 220),
 }
-FETCH_TIMEOUT_S = 10.0
+FETCH_TIMEOUT_S = 10.0  # for the whole fetch: connecting, the headers and every byte
+# Plans that fetch remote images run in this pool, not the shared one: a slow image host then
+# delays only the requests that name such images (which queue here), never anyone else's.
+REMOTE_FETCH_WORKERS = 4
+_REMOTE_POOL: list[ThreadPoolExecutor] = []
+
+
+def fetches_remote(request: ChatRequest) -> bool:
+    """Whether planning this request fetches an http(s) image."""
+    return any(isinstance(part, ImagePart) and part.url.startswith(("http://", "https://"))
+               for message in request.messages for part in message.parts)
+
+
+def remote_pool() -> ThreadPoolExecutor:
+    """The worker pool of plans that fetch remote images (created on first use)."""
+    if not _REMOTE_POOL:
+        _REMOTE_POOL.append(ThreadPoolExecutor(REMOTE_FETCH_WORKERS, thread_name_prefix="remote-image"))
+    return _REMOTE_POOL[0]
 
 
 def nearest_colour(rgb: tuple[float, float, float]) -> str:
@@ -80,22 +99,32 @@ class ImageDescriber:
     def _fetch(self, url: str, param: str, limit: int) -> bytes:
         import httpx
 
+        where = f"{param}.image_url.url"
+        deadline = time.monotonic() + FETCH_TIMEOUT_S
         try:
-            with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=True) as response:
+            # Redirects are not followed: the URL the client named is the only one fetched.
+            with httpx.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=False) as response:
+                if response.is_redirect:
+                    raise ValidationFailed(f"$.{where}: fetching the image gave a redirect (HTTP "
+                                           f"{response.status_code}), which this server does not follow "
+                                           f"[rule: no redirects]", param=where)
                 if response.status_code != 200:
-                    raise ValidationFailed(f"$.{param}.image_url.url: fetching the image gave HTTP "
-                                           f"{response.status_code} [rule: fetchable]", param=f"{param}.image_url.url")
+                    raise ValidationFailed(f"$.{where}: fetching the image gave HTTP {response.status_code} "
+                                           f"[rule: fetchable]", param=where)
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > limit:
-                        raise ValidationFailed(f"$.{param}.image_url.url: the image is larger than {limit} bytes "
-                                               f"[rule: max_image_bytes]", param=f"{param}.image_url.url")
+                        raise ValidationFailed(f"$.{where}: the image is larger than {limit} bytes "
+                                               f"[rule: max_image_bytes]", param=where)
+                    if time.monotonic() > deadline:  # a host that drips bytes
+                        raise ValidationFailed(f"$.{where}: the image did not arrive within {FETCH_TIMEOUT_S} s "
+                                               f"[rule: fetch timeout]", param=where)
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise ValidationFailed(f"$.{param}.image_url.url: the image could not be fetched: "
-                                   f"{type(exc).__name__} [rule: fetchable]", param=f"{param}.image_url.url") from None
+            raise ValidationFailed(f"$.{where}: the image could not be fetched: {type(exc).__name__} "
+                                   f"[rule: fetchable]", param=where) from None
 
 
 def describe_image(data: bytes, param: str, *, max_pixels: int) -> str:

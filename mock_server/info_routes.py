@@ -72,6 +72,7 @@ def _info(app: web.Application) -> dict[str, Any]:
         "limits": {"context_length": info.context_length if info else None, "max_batch": config.max_batch,
                    "max_queue": config.max_queue, "max_body_bytes": config.max_body_bytes,
                    "max_n": API_LIMITS.max_choices, "max_stop_sequences": API_LIMITS.max_stop_sequences,
+                   "max_stop_chars": API_LIMITS.max_stop_chars, "max_messages": API_LIMITS.max_messages, "read_timeout": config.read_timeout,
                    "max_top_logprobs": API_LIMITS.max_top_logprobs, "max_tool_calls": API_LIMITS.max_tool_calls,
                    "max_image_bytes": config.max_image_bytes, "max_image_pixels": config.max_image_pixels},
         "features": {"stream": True, "n": True, "logprobs": True, "logit_bias": True, "tools": FEATURES_TOOLS,

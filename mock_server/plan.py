@@ -92,12 +92,27 @@ def _sampling(request: ChatRequest, choice: int) -> SamplingParams:
         logit_bias=request.logit_bias)
 
 
+def _check_stops(stops: tuple[str, ...]) -> None:
+    limit = API_LIMITS.max_stop_chars
+    for index, stop in enumerate(stops):
+        if len(stop) > limit:
+            raise ValidationFailed(f"$.stop[{index}]: a stop sequence of {len(stop)} characters "
+                                   f"({stop[:20]!r}...) is longer than the maximum of {limit} characters on this "
+                                   f"server [rule: maxLength {limit}]", param=f"stop[{index}]")
+
+
 def make_plan(request: ChatRequest, backend: Backend, describe: Describer | None = None) -> Plan:
     """Build the plan (CPU work: templating, tokenizing, grammar compilation; run it off the loop)."""
     info = backend.info
     if request.n > MAX_CHOICES:
         raise ValidationFailed(f"$.n: {request.n} is greater than the maximum of {MAX_CHOICES} on this server "
                                f"[rule: maximum]", param="n")
+    _check_stops(request.stop)
+    if len(request.messages) > info.context_length:
+        # Every message takes at least one token of the prompt: refused before templating them all.
+        raise ValidationFailed(f"$.messages: {len(request.messages)} messages cannot fit in the context length "
+                               f"{info.context_length} (each takes at least one token) "
+                               f"[rule: prompt + max_tokens <= context length]", param="messages")
     messages = template_messages(request, describe)
     try:
         prompt_ids = tuple(backend.template.encode(messages, backend.tokenizer))

@@ -12,10 +12,13 @@ log has it) and changes nothing in the answer.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from mock_server.errors import BadRequest, ValidationFailed
+from mock_server.limits import API_LIMITS
 from spec import schemas
 from spec.violations import SchemaViolation, short
 
@@ -137,7 +140,44 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise BadRequest("malformed JSON body: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}: {short(body)}")
+    if SURROGATE_ESCAPE.search(raw):
+        _refuse_lone_surrogates(body)
     return body
+
+
+# A \uD800-\uDFFF escape: JSON text can spell a UTF-16 surrogate this way (UTF-8 bytes cannot). A
+# pair becomes one character; a lone one would become a Python str that is not Unicode text, which
+# nothing downstream can encode (the cache key, the tokenizer, the grammar).
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+MAX_TOKEN_ID_DIGITS = 9  # logit_bias keys: no vocabulary has a billion tokens
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value (object keys included) with its path; iterative, so depth is no limit."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            yield where, item
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                yield f"{where} (a key)", key
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+
+
+def _refuse_lone_surrogates(body: dict[str, Any]) -> None:
+    for where, text in _strings(body, "$"):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            param = where[2:].removesuffix(" (a key)")[:80]
+            raise BadRequest(f"{where[:80]}: the string holds a lone UTF-16 surrogate "
+                             f"\\u{ord(text[exc.start]):04x} at character {exc.start} "
+                             f"(in {text[max(0, exc.start - 10):exc.start + 10]!a}),"
+                             f" which is not Unicode text [rule: unicode scalar values]", param=param,
+                             code="invalid_unicode") from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -154,18 +194,36 @@ def violation_error(violations: list[SchemaViolation]) -> ValidationFailed:
 
 def validate_body(body: dict[str, Any]) -> ChatRequest:
     """Check a JSON object against the spec and the mock's rules; return the typed request."""
+    _check_message_count(body.get("messages"))
     try:
         violations = schemas.validate("request", body)
     except RecursionError:
         raise ValidationFailed("the request is nested too deeply to validate [rule: depth]") from None
     if violations:
         raise violation_error(violations)
+    _check_token_ids(body.get("logit_bias"))
     unknown = sorted(set(body) - known_fields())
     if unknown:
         name = unknown[0]
         raise ValidationFailed(f"$.{name}: unknown request field {name!r} = {short(body[name])} is not supported "
                                f"by this server [rule: additionalProperties]", param=name)
     return build_request(body)
+
+
+def _check_message_count(messages: Any) -> None:
+    limit = API_LIMITS.max_messages
+    if isinstance(messages, list) and len(messages) > limit:
+        raise ValidationFailed(f"$.messages: {len(messages)} messages is more than the maximum of {limit} on this "
+                               f"server [rule: maxItems {limit}]", param="messages")
+
+
+def _check_token_ids(bias: Any) -> None:
+    # The schema's pattern admits any number of digits; Python refuses to read more than 4300.
+    for key in bias if isinstance(bias, dict) else ():
+        if len(key) > MAX_TOKEN_ID_DIGITS:
+            raise ValidationFailed(f"$.logit_bias: the token id {key[:20]!r}... ({len(key)} digits) is not a token "
+                                   f"id of this model [rule: at most {MAX_TOKEN_ID_DIGITS} digits]",
+                                   param="logit_bias")
 
 
 def _opt(body: dict[str, Any], key: str, default: Any) -> Any:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from mock_server import log_redact
 from mock_server.app import REQUEST_LOG_KEY, SLOT_KEY, create_app
+from mock_server.appkeys import CONFIG_KEY
 from mock_server.backend import Backend
 from mock_server.config import ServerConfig
 from mock_server.request_log import RequestLog
@@ -32,8 +34,13 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     # (a stream then ends with an error event saying so).
     # One line per request at level info, written when the answer ends (a stream's whole duration):
     # client, request line, status, bytes, seconds.
+    # keepalive_timeout: aiohttp closes a connection that has not sent a whole request's headers
+    # this long after it opened or after its previous answer (slowloris); the body has the same
+    # bound in app.read_body.
+    config = app[CONFIG_KEY]
+    log_redact.install(config.api_key)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=ACCESS_LOG, access_log_format=ACCESS_FORMAT,
-                           shutdown_timeout=0.5)
+                           shutdown_timeout=0.5, keepalive_timeout=config.read_timeout)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -41,6 +41,9 @@ from reference_model.tokenizer import Tokenizer
 from reference_model.tool_calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TOOL_CALL_SEPARATOR, call_prefix
 
 TOOL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+# Objects and arrays inside one JSON Schema: deeper ones are refused before any recursive walk
+# (jsonschema's meta-validation, llguidance) can exhaust Python's stack.
+MAX_SCHEMA_DEPTH = 64
 # llguidance JSON options: fixed separators, no free whitespace (see the module docstring).
 JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
@@ -48,8 +51,8 @@ JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": 
 class ConstraintError(RequestError):
     """A response format, regex, tool or tool choice cannot be compiled, or a grammar failed; names the input."""
 
-    def __init__(self, param: Param, detail: str, *, index: int | None = None) -> None:
-        super().__init__(param, detail, index=index, rule="compiles")
+    def __init__(self, param: Param, detail: str, *, index: int | None = None, rule: str = "compiles") -> None:
+        super().__init__(param, detail, index=index, rule=rule)
 
 
 # --- typed inputs -------------------------------------------------------------------------------
@@ -159,18 +162,37 @@ def grammar_tokenizer(tokenizer: Tokenizer) -> llguidance.LLTokenizer:
 # --- compiling ----------------------------------------------------------------------------------
 
 
+def json_depth(value: object) -> int:
+    """How many objects and arrays are nested in a JSON value (a scalar: 0); iterative, so any depth is safe."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _check_schema(schema: object, param: Param, index: int | None = None) -> dict[str, Any] | bool:
     if isinstance(schema, bool):
         return schema
     if not isinstance(schema, Mapping):
         raise ConstraintError(param, f"a JSON Schema must be an object or a boolean, got {type(schema).__name__}",
                               index=index)
+    depth = json_depth(schema)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise ConstraintError(param, f"the JSON Schema nests {depth} objects and arrays, more than the maximum of "
+                              f"{MAX_SCHEMA_DEPTH}", index=index, rule=f"max depth {MAX_SCHEMA_DEPTH}")
     try:
         plain = json.loads(json.dumps(schema, allow_nan=False))  # a JSON-only copy
     except (TypeError, ValueError) as exc:
         raise ConstraintError(param, f"a JSON Schema must hold only JSON values: {exc}", index=index) from None
     try:
         jsonschema.validators.validator_for(plain).check_schema(plain)
+    except RecursionError:
+        raise ConstraintError(param, "the JSON Schema is too deeply nested to check", index=index,
+                              rule=f"max depth {MAX_SCHEMA_DEPTH}") from None
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise ConstraintError(param, f"not a valid JSON Schema at {where}: {exc.message}", index=index) from None

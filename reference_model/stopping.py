@@ -14,6 +14,7 @@ stop sequence, and the streamed pieces concatenate to the non-streamed result.
 from __future__ import annotations
 
 import enum
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,30 +45,54 @@ class StopStep:
     stopped: bool
 
 
-def _find_first_completed(text: str, stops: Sequence[str]) -> int | None:
-    """Start index of the stop sequence completed first in text, or None."""
-    best: tuple[int, int] | None = None  # (end, start)
-    for stop in stops:
-        start = text.find(stop)
-        if start >= 0:
-            key = (start + len(stop), start)
-            if best is None or key < best:
-                best = key
-    return None if best is None else best[1]
+class _StopAutomaton:
+    """One stop sequence as a Knuth-Morris-Pratt matcher: memory linear in its length.
+
+    `state` is the length of the longest suffix of the text seen so far that is a prefix of the
+    stop; it reaches len(stop) when the stop is complete.
+    """
+
+    __slots__ = ("fail", "state", "stop")
+
+    def __init__(self, stop: str) -> None:
+        self.stop = stop
+        self.state = 0
+        # fail[i]: the longest proper border (prefix that is also a suffix) of stop[:i + 1].
+        fail = array("I", bytes(4 * len(stop)))  # 4 bytes a character
+        k = 0
+        for i in range(1, len(stop)):
+            while k and stop[i] != stop[k]:
+                k = fail[k - 1]
+            if stop[i] == stop[k]:
+                k += 1
+            fail[i] = k
+        self.fail = fail
+
+    def advance(self, char: str) -> bool:
+        """Read one character; whether the stop is now complete."""
+        stop, state = self.stop, self.state
+        while state and stop[state] != char:
+            state = self.fail[state - 1]
+        if stop[state] == char:
+            state += 1
+        self.state = state
+        return state == len(stop)
 
 
 class StopMatcher:
-    """Feeds on text increments; emits what cannot be part of a stop sequence and reports a match."""
+    """Feeds on text increments; emits what cannot be part of a stop sequence and reports a match.
+
+    Memory is linear in the stop sequences (one automaton each) and in the held text, which is
+    shorter than the longest stop; time is linear in the text times the number of stops.
+    """
 
     def __init__(self, stops: Sequence[str]) -> None:
         if isinstance(stops, str) or not all(isinstance(s, str) and s for s in stops):
-            raise StopSequenceError(f"stop must be a sequence of non-empty strings, got {stops!r}")
+            raise StopSequenceError(f"stop must be a sequence of non-empty strings, got {_short(stops)}")
         self._stops = tuple(stops)
+        self._automata = tuple(_StopAutomaton(s) for s in self._stops)
         self._held = ""
         self._stopped = False
-        # Every proper prefix of every stop: a held tail must be one of these.
-        self._prefixes = frozenset(s[:n] for s in self._stops for n in range(1, len(s)))
-        self._longest = max((len(s) for s in self._stops), default=0)
 
     @property
     def stopped(self) -> bool:
@@ -84,26 +109,31 @@ class StopMatcher:
         if self._stopped or not text:
             return StopStep("", self._stopped)
         buffer = self._held + text
-        cut = _find_first_completed(buffer, self._stops)
-        if cut is not None:
-            self._held = ""
-            self._stopped = True
-            return StopStep(buffer[:cut], True)
-        keep = self._held_tail_length(buffer)
+        base = len(self._held)  # the held text was read already: the automata's states cover it
+        for offset, char in enumerate(text):
+            # Every automaton reads the character; among stops completed here (the same end), the
+            # longest starts earliest.
+            done = [a.stop for a in self._automata if a.advance(char)]
+            if done:
+                end = base + offset + 1
+                self._held = ""
+                self._stopped = True
+                return StopStep(buffer[:end - max(len(s) for s in done)], True)
+        keep = max((a.state for a in self._automata), default=0)
         self._held = buffer[len(buffer) - keep:] if keep else ""
         return StopStep(buffer[:len(buffer) - keep], False)
-
-    def _held_tail_length(self, buffer: str) -> int:
-        # Longest suffix of buffer that is a proper prefix of a stop; shorter than the longest stop.
-        for n in range(min(len(buffer), self._longest - 1), 0, -1):
-            if buffer[-n:] in self._prefixes:
-                return n
-        return 0
 
     def flush(self) -> str:
         """End of generation without a match: release the held text."""
         out, self._held = ("" if self._stopped else self._held), ""
+        for automaton in self._automata:
+            automaton.state = 0
         return out
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
