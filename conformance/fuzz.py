@@ -399,12 +399,22 @@ def _run_phase(target: Target, config: SuiteConfig, mode: GenerationMode) -> Pha
     except _Broken:
         pass
     except BaseExceptionGroup as group:  # several distinct bugs: each was shrunk and recorded
-        rest = group.subgroup(lambda e: not isinstance(e, _Broken))
-        if rest is not None:
-            phase.result.error = f"{type(rest).__name__}: {rest}"
+        phase.result.error = suite_error(group)
     except Exception as exc:  # a generation or transport problem on the suite's side
         phase.result.error = f"{type(exc).__name__}: {exc}"
     return phase.result
+
+
+def suite_error(group: BaseExceptionGroup[BaseException]) -> str | None:
+    """What in a group of failures is the suite's own error, beside the target's findings (None: nothing).
+
+    split, not subgroup: subgroup's predicate also sees the group itself (not a _Broken), and would
+    keep the whole group, findings included, as a suite-side error.
+    """
+    _, rest = group.split(_Broken)
+    if rest is None:
+        return None
+    return "; ".join(f"{type(exc).__name__}: {exc}" for exc in rest.exceptions)
 
 
 def run_fuzz(target: Target, config: SuiteConfig) -> FuzzReport:

@@ -59,13 +59,17 @@ def _keep_dialect(schema: dict[str, Any], components: dict[str, Any], dialect: s
 
 
 def clamp(body: Any) -> Any:
-    """Keep generation cheap without repairing invalid values: cap valid max_tokens and n, add max_tokens."""
+    """Keep generation cheap without repairing invalid values: cap valid max_tokens (or max_completion_tokens)
+    and n, add max_tokens when neither is given."""
     if not isinstance(body, dict):
         return body
     body = dict(body)
-    tokens = body.get("max_tokens", None)
-    if "max_tokens" not in body or tokens is None or _is_number(tokens) and tokens > MAX_TOKENS:
-        body["max_tokens"] = MAX_TOKENS
+    # max_completion_tokens is max_tokens by another name, and the two together are invalid: cap the
+    # one the case carries rather than adding the other
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    tokens = body.get(key, None)
+    if key not in body or tokens is None or _is_number(tokens) and tokens > MAX_TOKENS:
+        body[key] = MAX_TOKENS
     n = body.get("n")
     if _is_number(n) and n > MAX_N:
         body["n"] = MAX_N

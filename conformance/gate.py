@@ -68,10 +68,14 @@ def gate(doc: dict[str, Any], expected: frozenset[str] = frozenset(), strict: bo
             result.not_exercised.append(cid)
             root = clause.get("root") or ""
             root_verdict = verdicts.get(root)
-            # a root that breaks no gate (a MAY clause, or a WARN without --strict) holds nothing red either
-            root_gates = required(levels.get(root, "MAY"), strict) and (
-                root_verdict in BREAKING or (strict and root_verdict == "WARN"))
-            if not root_gates and cid not in expected:
+            # The root holds the gate red when it breaks a required clause. A MAY root that was not a
+            # working feature (failed, refused, absent) excuses its dependents: they concern an optional
+            # feature the server does not offer. Anything else leaves the clause orphaned: nothing
+            # else holds the gate red for it.
+            broken = root_verdict in BREAKING or (strict and root_verdict == "WARN")
+            root_gates = broken and required(levels.get(root, "MAY"), strict)
+            optional_absent = levels.get(root) == "MAY" and root_verdict != "PASS"
+            if not (root_gates or optional_absent) and cid not in expected:
                 result.orphaned.append(cid)  # nothing else holds the gate red for it
         ran += sum(1 for c in clause["checks"] if c.get("nodeid") and c["verdict"] != "SKIPPED")
         if verdict == "ERROR":

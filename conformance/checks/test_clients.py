@@ -56,6 +56,8 @@ STREAM_ROOTS = {"plain": "stream.content-type.event-stream", "logprobs": "logpro
                 "format": "format.stream.constrained"}
 # json_object may be refused with a clear 4xx (format.openai.json-object): then there is nothing to parse.
 OPENAI_FORMAT_ROOT = "format.openai.json-object"
+# Roots whose clause lets the server refuse the variant clearly (UNSUPPORTED there): nothing is lost.
+REFUSABLE_ROOTS = frozenset({OPENAI_FORMAT_ROOT, "format.json.schema-valid", "format.stream.constrained"})
 
 
 def root_of(name: str, config: SuiteConfig, *, stream: bool) -> str:
@@ -176,7 +178,7 @@ def _unanswered(exchanges: Sequence[Exchange], name: str, root: str, later: Defe
     if not exchanges or 200 <= exchanges[-1].status < 300:
         return False
     ex = exchanges[-1]
-    if not (root == OPENAI_FORMAT_ROOT and refused_clearly(ex)):
+    if not (root in REFUSABLE_ROOTS and refused_clearly(ex)):
         later.keep(NotExercised(f"not exercised: the {name} variant was answered {ex.status} (judged by {root})",
                                 root=root, actual=f"{ex.status} {ex.body_text[:200]}", exchanges=ex))
     return True

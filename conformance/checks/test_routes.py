@@ -8,7 +8,7 @@ from typing import Any
 from conformance.client import Target
 from conformance.expectations import completion, first_content
 from conformance.registry import clause
-from conformance.verdicts import Fail, need, require
+from conformance.verdicts import NotExercised, need, require
 
 
 def _models(target: Target) -> tuple[Any, Any]:
@@ -38,7 +38,8 @@ def test_models_entry(target: Target) -> None:
     ex, body = _models(target)
     data = body.get("data") if isinstance(body, dict) else None
     if not (ex.status == 200 and isinstance(data, list) and data):
-        raise Fail("GET /v1/models lists no entry", actual=ex.body_text[:300], exchanges=ex)
+        raise NotExercised("not exercised: GET /v1/models lists no entry to judge (judged by routes.models.lists-served)",
+                           root="routes.models.lists-served", actual=f"{ex.status} {ex.body_text[:300]}", exchanges=ex)
     for i, entry in enumerate(data):
         entry = entry if isinstance(entry, dict) else {}
         problems = []

@@ -114,6 +114,9 @@ def test_max_tokens_length_reported(target: Target) -> None:
         used, finish = _completion_tokens(ex), _finish(ex)
         if finish == "stop" and used < max_tokens:
             continue  # the model ended on its own before the limit: not a cut-off generation
+        need(used <= max_tokens, f"a generation within max_tokens {max_tokens} (it used {used})",
+             root="params.max-tokens.respected", actual=f"finish_reason {finish!r}, completion_tokens {used}",
+             exchanges=ex)
         require(finish == "length", f"a generation cut off at max_tokens {max_tokens} must report length",
                 expected="finish_reason length", actual=f"finish_reason {finish!r}, completion_tokens {used}",
                 exchanges=ex)

@@ -90,15 +90,18 @@ def test_usage_all_choices(responses: SampleSet, streams: SampleSet) -> None:
     """With n 2 and both choices cut off by max_tokens, completion_tokens counts the tokens of both choices (2 times max_tokens)."""
     later = Deferred()
     judged = 0
-    for kind, samples, usage_root in (("response", responses, "response.usage.present"),
-                                      ("stream", streams, "stream.usage.last-chunk")):
+    # a choice missing from the response means n was not honoured; from a stream whose response had both,
+    # that the stream lost a choice's end (stream.finish-reason.exactly-once judges that)
+    for kind, samples, usage_root, choices_root in (
+            ("response", responses, "response.usage.present", "request.n.multiple"),
+            ("stream", streams, "stream.usage.last-chunk", "stream.finish-reason.exactly-once")):
         if samples.get("n-2").refused:
             continue  # n refused clearly, as request.n.multiple permits: nothing to count
         with later:
             sample = samples.need("n-2")
             reasons, usage = _n2_outcome(sample)
             need(sorted(reasons, key=repr) == [0, 1], f"two choices (indices 0 and 1) in the n 2 {kind}",
-                 root="request.n.multiple", actual=reasons, exchanges=sample.exchange)
+                 root=choices_root, actual=reasons, exchanges=sample.exchange)
             if set(reasons.values()) != {"length"}:
                 continue  # a choice ended early: the expected count is unknown
             need(isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int),

@@ -91,6 +91,22 @@ def test_gate_codes() -> None:
     assert (expected.code, expected.expected, expected.fixed) == (0, ["a.b.c"], ["a.b.d"])
 
 
+def test_gate_and_clauses_not_exercised() -> None:
+    def run(root_level: str, root_verdict: str, expected: frozenset[str] = frozenset()) -> tuple[int, list[str]]:
+        document = doc(("r.o.ot", root_level, root_verdict), ("x.y.z", "MUST", "NOT_EXERCISED"))
+        document["clauses"][1]["root"] = "r.o.ot"
+        result = gate(document, expected)
+        return result.code, result.orphaned
+
+    assert run("MUST", "FAIL") == (1, [])                  # red through its root
+    assert run("MUST", "PASS") == (1, ["x.y.z"])           # nothing else holds it red: orphaned
+    assert run("SHOULD", "WARN") == (1, ["x.y.z"])         # a WARN root gates nothing without --strict
+    assert run("MAY", "FAIL") == (0, [])                   # an optional feature the server lacks excuses it
+    assert run("MAY", "UNSUPPORTED") == (0, [])
+    assert run("MAY", "PASS") == (1, ["x.y.z"])            # the feature works: the gap is real
+    assert run("MUST", "PASS", frozenset({"x.y.z"})) == (0, [])
+
+
 def test_expect_file_format(tmp_path: Path) -> None:
     path = tmp_path / "expect.txt"
     path.write_text("# header\n\nresponse.id.present   # why\n  stream.terminator.done\n")

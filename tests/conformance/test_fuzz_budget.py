@@ -142,3 +142,12 @@ def test_a_request_without_an_answer_is_counted_not_judged() -> None:
     assert result.examples > 0 and result.no_answer == result.examples
     assert not result.statuses and result.generated == 0
     assert DOCUMENTED not in result.findings and INVALID not in result.findings
+
+
+def test_several_findings_in_one_phase_are_findings_not_a_suite_error() -> None:
+    from conformance.fuzz import _InvalidNotRefused, _ValidNotAccepted, suite_error
+
+    findings = BaseExceptionGroup("two bugs", [_InvalidNotRefused("x"), _ValidNotAccepted("y")])
+    assert suite_error(findings) is None
+    mixed = BaseExceptionGroup("a bug and ours", [_InvalidNotRefused("x"), KeyError("k")])
+    assert "KeyError" in (suite_error(mixed) or "")
