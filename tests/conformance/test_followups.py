@@ -167,3 +167,29 @@ def test_a_fuzz_phase_writes_no_hypothesis_storage(tiny_mock: str, tmp_path: Pat
         set_hypothesis_home_dir(previous)
     assert result.examples > 0 and result.error is None, result.to_json()
     assert not home.exists(), sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+
+
+def test_a_max_tokens_overrun_is_judged_once(using: Use, tmp_path: Path) -> None:
+    """mockllm: 5 tokens for max_tokens 3. The overrun FAILs max-tokens.respected; nothing was cut off, so
+    length-reported is NOT_EXERCISED under it instead of a second FAIL."""
+    run = run_suite(using(BREAKERS_BY_NAME["max-tokens-ignored"]).url, tmp_path,
+                    ("params.max-tokens.respected", "params.max-tokens.length-reported"))
+    assert verdict(run, "params.max-tokens.respected") == "FAIL", run.describe("params.max-tokens.respected")
+    assert verdict(run, "params.max-tokens.length-reported") == "NOT_EXERCISED", run.describe(
+        "params.max-tokens.length-reported")
+    assert root(run, "params.max-tokens.length-reported") == "params.max-tokens.respected"
+
+
+def test_no_model_list_leaves_the_entry_rule_not_exercised(using: Use, tmp_path: Path) -> None:
+    """mockllm has no /v1/models: lists-served FAILs once, the entry rule has nothing to judge."""
+    run = run_suite(using(BREAKERS_BY_NAME["models-empty"]).url, tmp_path, ("routes.models.",))
+    assert verdict(run, "routes.models.lists-served") == "FAIL", run.describe("routes.models.lists-served")
+    assert verdict(run, "routes.models.entry") == "NOT_EXERCISED", run.describe("routes.models.entry")
+    assert root(run, "routes.models.entry") == "routes.models.lists-served"
+
+
+def test_a_clean_refusal_of_the_hf_formats_leaves_the_clients_judged(using: Use, tmp_path: Path) -> None:
+    """llama-server refuses the hf json variant with a clean 400: the official clients still parse the rest (PASS)."""
+    run = run_suite(using(HF_FORMATS_400).url, tmp_path, ("clients.",))
+    for cid in ("clients.openai.completion", "clients.openai.stream", "clients.hf.completion", "clients.hf.stream"):
+        assert verdict(run, cid) == "PASS", run.describe(cid)
