@@ -12,14 +12,14 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conformance.breakers import KEYED_TOKEN, BreakingProxy
+from tests.conformance.breakers import IDENTITY, KEYED_TOKEN, Breaker, BreakingProxy
 
 URL_LINE = re.compile(r"mock server on (http://127\.0\.0\.1:\d+)")
 START_TIMEOUT_S = 120.0  # the tiny model builds in seconds; a loaded 2-core machine is slower
@@ -122,3 +122,17 @@ def keyed_proxy(keyed_mock: str) -> Iterator[BreakingProxy]:
     """A breaking proxy in front of the token-requiring tiny mock."""
     with BreakingProxy(keyed_mock) as running:
         yield running
+
+
+@pytest.fixture()
+def using(request: pytest.FixtureRequest) -> Iterator[Callable[..., BreakingProxy]]:
+    """use(breaker, proxy fixture name="proxy") -> that proxy with the breaker; identity again afterwards."""
+    used: list[BreakingProxy] = []
+
+    def use(breaker: Breaker, name: str = "proxy") -> BreakingProxy:
+        proxy: BreakingProxy = request.getfixturevalue(name)
+        used.append(proxy.use(breaker))
+        return proxy
+    yield use
+    for proxy in used:
+        proxy.use(IDENTITY)

@@ -11,7 +11,6 @@ clause, missing usage skipped MUST clauses, and a fuzz run left a .hypothesis fo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,8 +31,9 @@ from tests.conformance.breaker_followups_hooks import (
 )
 from tests.conformance.breaker_hooks import breaker as _b
 from tests.conformance.breaker_hooks import each_chunk, on_answer, on_chunks
-from tests.conformance.breakers import BREAKERS_BY_NAME, IDENTITY, Breaker, BreakingProxy
-from tests.conformance.test_breakers import SuiteRun, run_suite
+from tests.conformance.breakers import BREAKERS_BY_NAME
+from tests.conformance.suite_verdicts import Use, root, verdict
+from tests.conformance.test_breakers import run_suite
 
 HF_FORMATS_400 = _b("hf-formats-400", "format.json.schema-valid", "a clean 400 naming response_format to json and regex",
                     request=openai_refusal_of_hf_formats)
@@ -51,33 +51,10 @@ def _stamp_now(_req: dict[str, Any], chunk: dict[str, Any]) -> dict[str, Any]:
 
 PER_SECOND = _b("created-per-second", "stream.chunk.created-consistent", "each chunk stamped with the current second",
                 reply=each_chunk(_stamp_now))
-Use = Callable[..., BreakingProxy]
 
 
-@pytest.fixture()
-def using(request: pytest.FixtureRequest) -> Iterator[Use]:
-    """use(breaker) -> the session's proxy with that breaker; identity again afterwards."""
-    used: list[BreakingProxy] = []
-
-    def use(breaker: Breaker, name: str = "proxy") -> BreakingProxy:
-        proxy: BreakingProxy = request.getfixturevalue(name)
-        used.append(proxy.use(breaker))
-        return proxy
-    yield use
-    for proxy in used:
-        proxy.use(IDENTITY)
 
 
-def verdict(run: SuiteRun, clause_id: str) -> str:
-    entry = run.clause(clause_id)
-    assert entry is not None, run.describe(clause_id)
-    return str(entry["verdict"])
-
-
-def root(run: SuiteRun, clause_id: str) -> str | None:
-    entry = run.clause(clause_id)
-    assert entry is not None, run.describe(clause_id)
-    return next((c.get("root") for c in entry["checks"] if c.get("root")), None)
 
 
 def test_a_clean_refusal_of_the_hf_formats_is_unsupported(using: Use, tmp_path: Path) -> None:

@@ -8,16 +8,14 @@ FAIL or IGNORED by test_breakers.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conformance.breaker_hooks import KEYED_TOKEN, messages_have, refuse_when
 from tests.conformance.breaker_hooks import breaker as _b
 from tests.conformance.breaker_requests import has_image
-from tests.conformance.breakers import BREAKERS_BY_NAME, IDENTITY, Breaker, BreakingProxy
-from tests.conformance.test_breakers import SuiteRun, run_suite
+from tests.conformance.breakers import BREAKERS_BY_NAME
+from tests.conformance.suite_verdicts import Use, verdict
+from tests.conformance.test_breakers import run_suite
 
 IMAGES_REFUSED = _b("images-refused", "vision.image-url.accepted-or-refused", "422 naming the image part",
                     request=refuse_when(messages_have(has_image), "image_url: images are not supported"))
@@ -26,27 +24,9 @@ MODEL_REQUIRED = _b("model-required-400", "fuzz.valid.accepted", "400 to a chat 
 NOTHING_GENERATED = _b("every-chat-400", "request.messages.accepted", "400 to every chat request",
                        request=refuse_when(lambda b: True, "model: not served here", status=400))
 FUZZ_ARGS = ("--fuzz-budget", "4")
-Use = Callable[..., BreakingProxy]
 
 
-@pytest.fixture()
-def using(request: pytest.FixtureRequest) -> Iterator[Use]:
-    """use(breaker, proxy fixture name) -> the proxy with that breaker; identity again afterwards."""
-    used: list[BreakingProxy] = []
 
-    def use(breaker: Breaker, name: str = "proxy") -> BreakingProxy:
-        proxy: BreakingProxy = request.getfixturevalue(name)
-        used.append(proxy.use(breaker))
-        return proxy
-    yield use
-    for proxy in used:
-        proxy.use(IDENTITY)
-
-
-def verdict(run: SuiteRun, clause_id: str) -> str:
-    entry = run.clause(clause_id)
-    assert entry is not None, run.describe(clause_id)
-    return str(entry["verdict"])
 
 
 def test_no_image_clauses_without_images(using: Use, tmp_path: Path) -> None:
