@@ -40,10 +40,9 @@ from conformance import observed
 from conformance.config import SuiteConfig
 from conformance.exchange import EVIDENCE_LIMIT, Exchange, StreamExchange  # noqa: F401 - re-exported
 from conformance.sender import NoAnswer, Sender, TargetUnreachable, redact  # noqa: F401 - re-exported
-from conformance.transport import DEADLINE_FACTOR, TransportLog, read
+from conformance.transport import TransportLog, read
 from conformance.verdicts import Fail, unsupported_or_fail
 
-STREAM_DEADLINE_FACTOR = DEADLINE_FACTOR
 BURST_START_TIMEOUT_S = 10.0  # the burst's threads wait at most this long for each other before sending
 _T = TypeVar("_T")
 _U = TypeVar("_U")

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from conformance.exchange import Exchange
+from conformance.transport import TRANSPORT_ANSWER
 from conformance.verdicts import NotExercised
 
-TRANSPORT_ROOT = "transport.answer.every-request"
+TRANSPORT_ROOT = TRANSPORT_ANSWER
 
 
 def answered(call: Callable[[], Exchange]) -> Exchange:

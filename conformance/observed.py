@@ -12,22 +12,24 @@ import threading
 from conformance.exchange import Exchange
 
 _lock = threading.Lock()  # Target.many sends from several threads
-_seen: list[Exchange] = []
+_last: Exchange | None = None  # only the last one is ever read
 
 
 def note(exchange: Exchange) -> None:
     """Record an exchange the running check sent or judged."""
+    global _last
     with _lock:
-        _seen.append(exchange)
+        _last = exchange
 
 
 def reset() -> None:
     """Forget what earlier checks observed (a check is starting)."""
+    global _last
     with _lock:
-        _seen.clear()
+        _last = None
 
 
 def last() -> Exchange | None:
     """The last exchange the running check observed, or None."""
     with _lock:
-        return _seen[-1] if _seen else None
+        return _last

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.gate import BREAKING
 from conformance.verdicts import Verdict, worst
 from spec.clauses import Clause, load_catalogue
 
@@ -98,7 +99,7 @@ def not_exercised_reason(root: str | None, root_verdict: Verdict | None) -> str:
         return "not exercised: what the check must observe never happened"
     if root_verdict is None:
         return f"not exercised because {root} did not run"
-    if root_verdict in (Verdict.FAIL, Verdict.IGNORED, Verdict.ERROR, Verdict.FLAKY):
+    if root_verdict in BREAKING:
         return f"not exercised because {root} failed ({root_verdict})"
     return f"not exercised: its observation comes from {root} ({root_verdict})"
 
