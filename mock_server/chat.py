@@ -199,11 +199,14 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
                         await send(chunk)
                 elif event.text or logprobs:
                     await send(render.delta(index, {"content": event.text}, logprobs=logprobs))
-                    if Fault.ERROR_MID_STREAM in faults:
-                        failure = InjectedFault("injected fault: the stream failed after it began")
-                        await out.write(sse(envelope(failure, error_style)))
-                        await response.write_eof()
-                        return response
+                else:
+                    continue
+                # After the first token chunk, content or tool call alike (a tool-call answer too).
+                if Fault.ERROR_MID_STREAM in faults:
+                    failure = InjectedFault("injected fault: the stream failed after it began")
+                    await out.write(sse(envelope(failure, error_style)))
+                    await response.write_eof()
+                    return response
                 continue
             results[index].finished = event
             left -= 1
