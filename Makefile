@@ -12,10 +12,11 @@ CHECK_ARGS ?=
 BENCH_SERVER_ARGS ?=
 SERVE_ARGS ?=
 
-.PHONY: help venv test check serve model peer bench bench-server clean distclean
+.PHONY: help venv test test-long check serve model peer bench bench-server clean distclean
 
 help:
 	@echo "make test              run our own tests (bootstraps .venv on first use)"
+	@echo "make test-long         the whole-suite runs on the real model that make test leaves out (CI runs both)"
 	@echo "make check             conformance suite vs the embedded mock; TARGET=http://host:port for any server"
 	@echo "make serve             run the mock provider on http://127.0.0.1:8080 (SERVE_ARGS=... for more options)"
 	@echo "make model             prepare the reference model (fetch, verify, convert; cached)"
@@ -36,6 +37,11 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Tests marked `long` (the suite's whole run against the real model, the real-model breakers, the
+# real-model oracle run): deselected by pytest's addopts in pyproject.toml, selected here.
+test-long: $(STAMP)
+	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 # Without TARGET the suite starts the embedded mock provider (real model) and stops it after.
 check: $(STAMP)

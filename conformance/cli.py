@@ -119,6 +119,21 @@ def register_diff(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.set_defaults(func=run_diff)
 
 
+def register_lint(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `chatconform lint DIR` (the single-exchange rules judged over recorded exchanges)."""
+    from conformance.lint import SCOPE_NOTE, add_lint_arguments, run_lint
+
+    parser = subparsers.add_parser(
+        "lint", help="judge recorded exchanges (cassettes) offline against the spec's single-exchange rules",
+        description="Judge recorded exchanges (the cassettes of `chatconform serve --record`, or hand-written "
+                    "ones) with the suite's clause judges, without a server: each problem is printed with its file, "
+                    "clause ID and level. " + SCOPE_NOTE + " Exit 0: no MUST clause broken (SHOULD problems are "
+                    "warnings); 1: a MUST clause is broken (or a SHOULD one, with --strict); 2: an unreadable "
+                    "cassette or a usage error.")
+    add_lint_arguments(parser)
+    parser.set_defaults(func=run_lint)
+
+
 def _run_matrix(args: argparse.Namespace) -> int:
     from conformance.report.matrix import write_matrix
     from conformance.results import ResultsError

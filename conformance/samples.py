@@ -149,18 +149,6 @@ class Deferred:
             raise self.kept
 
 
-def bodies_and_chunks(responses: SampleSet, streams: SampleSet) -> Iterator[tuple[str, dict[str, Any], Exchange]]:
-    """(label, body, exchange) for every accepted response body and stream chunk; then NotExercised for a lost sample."""
-    for s in responses.accepted:
-        yield f"response {s.label}", s.exchange.json_object, s.exchange  # accepted: the body is an object
-    for s in streams.accepted:
-        assert isinstance(s.exchange, StreamExchange)
-        for i, chunk in enumerate(s.exchange.chunks):
-            yield f"stream {s.label} chunk {i}", chunk, s.exchange
-    responses.need_all()
-    streams.need_all()
-
-
 def need_answer(ex: Exchange, what: str, root: str) -> None:
     """NotExercised (root) unless the exchange is 200 with a JSON object: a request a check compares against."""
     need(ex.status == 200 and isinstance(ex.json, dict), f"a 200 answer to {what}", root=root,

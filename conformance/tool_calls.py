@@ -7,11 +7,11 @@ two tools, the prompt and a call fit a 256-token context (the tiny test model's)
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from conformance.client import Exchange, Target
-from conformance.verdicts import Fail, need, not_exercised, require
+from conformance.judges.tools import choice_calls, parsed_arguments  # noqa: F401 - re-exported
+from conformance.verdicts import Fail, need, not_exercised
 
 FRESH = {"x-use-cache": "false"}
 PROMPT = "Weather in Paris?"
@@ -80,45 +80,6 @@ def response_choices(ex: Exchange) -> list[dict[str, Any]]:
     return choices
 
 
-def choice_calls(choice: dict[str, Any]) -> list[Any]:
-    """message.tool_calls of a choice ([] when absent)."""
-    calls = (choice.get("message") or {}).get("tool_calls")
-    return calls if isinstance(calls, list) else []
-
-
-def all_calls(ex: Exchange) -> list[dict[str, Any]]:
-    """Every tool call of every choice (Fail on one that is not an object)."""
-    found = []
-    for choice in response_choices(ex):
-        for call in choice_calls(choice):
-            require(isinstance(call, dict), "a tool call is not an object", actual=call, exchanges=ex)
-            found.append(call)
-    return found
-
-
-def require_calls(ex: Exchange) -> list[dict[str, Any]]:
-    """Every choice holds at least one tool call (Fail otherwise); return all calls."""
-    for choice in response_choices(ex):
-        require(bool(choice_calls(choice)), "a forced tool choice produced a choice without tool calls",
-                expected="message.tool_calls: [...]", actual=choice, exchanges=ex)
-    return all_calls(ex)
-
-
-def call_arguments(ex: Exchange, call: dict[str, Any]) -> dict[str, Any]:
-    """function.arguments parsed (Fail unless a string holding a JSON object)."""
-    function = call.get("function") or {}
-    raw = function.get("arguments")
-    if not isinstance(raw, str):
-        raise Fail("function.arguments must be a JSON string", expected="string", actual=raw, exchanges=ex)
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise Fail(f"function.arguments is not JSON: {exc}", actual=raw, exchanges=ex) from None
-    if not isinstance(value, dict):
-        raise Fail("function.arguments must hold a JSON object", actual=raw, exchanges=ex)
-    return value
-
-
 def observed_calls(ex: Exchange, root: str, what: str) -> list[dict[str, Any]]:
     """The tool calls (objects) of a response a check needs: NotExercised (root) unless it is 200 with calls."""
     body = ex.json if ex.status == 200 else None
@@ -130,14 +91,3 @@ def observed_calls(ex: Exchange, root: str, what: str) -> list[dict[str, Any]]:
     calls = [c for choice in choices if isinstance(choice, dict) for c in choice_calls(choice) if isinstance(c, dict)]
     need(bool(calls), f"a tool call in the answer to {what}", root=root, actual=choices, exchanges=ex)
     return calls
-
-
-def parsed_arguments(call: dict[str, Any]) -> Any:
-    """function.arguments parsed as JSON, or None when it is not a string holding JSON."""
-    raw = (call.get("function") or {}).get("arguments")
-    if not isinstance(raw, str):
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None

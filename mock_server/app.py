@@ -53,11 +53,13 @@ from mock_server.errors import (
     envelope,
 )
 from mock_server.faults import Fault, InjectedFault, parse_faults
+from mock_server.latency import latency_for
 from mock_server.metrics import Metrics
 from mock_server.plan import make_plan
 from mock_server.render import Identity
 from mock_server.request import ChatRequest, parse_json, validate_body
 from mock_server.request_log import CLIENT_GONE, RequestLog, make_entry
+from mock_server.sse_framing import framing_for
 from mock_server.state import ModelSlot
 
 __all__ = ["REQUEST_LOG_KEY", "SLOT_KEY", "create_app", "error_response"]
@@ -168,6 +170,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if path_model is not None:
         models.check_path(path_model)
     faults = parse_faults(request.headers.get("x-mock-fault"), config.allow_faults)
+    framing = framing_for(request.headers.get("x-mock-sse-framing"), config.sse_framing)
+    latency = latency_for(request.headers.get("x-mock-latency"), config.latency)
     raw = await read_body(request)
     use_cache = _header_flag(request, "x-use-cache", True) and config.cache_size > 0 and not faults.names
     # Parsing and validating an 8 MiB body takes seconds: in a thread, so that the loop serves others meanwhile.
@@ -201,8 +205,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     headers = {"x-cache": "hit" if hit is not None else "miss"}
     if chat_request.stream:
         return await chat.stream(request, answer, chat_request, ident, error_style(request), headers, faults,
-                                 keepalive=config.keepalive)
-    body_out = await chat.complete(answer, chat_request, ident, faults)
+                                 keepalive=config.keepalive, framing=framing, latency=latency)
+    body_out = await chat.complete(answer, chat_request, ident, faults, latency)
     if Fault.WRONG_CONTENT_TYPE in faults:
         return web.Response(text=json.dumps(body_out), content_type="text/plain", headers=headers)
     return web.json_response(body_out, headers=headers)

@@ -28,21 +28,22 @@ from mock_server.engine_errors import api_error
 from mock_server.errors import ApiError, GenerationFailed, InternalError, envelope
 from mock_server.faults import NO_FAULTS, Fault, Faults, InjectedFault, break_body
 from mock_server.keepalive import PacedWriter
+from mock_server.latency import NO_LATENCY, LatencyProfile, LatencySchedule, log_delay
 from mock_server.plan import Plan
 from mock_server.render import (
-    SSE_DONE,
     ChoiceResult,
     ChunkRenderer,
     Identity,
     completion_body,
-    sse,
     usage_of,
 )
 from mock_server.request import ChatRequest
 from mock_server.scheduler import Admitted, ChoiceEvent, Ticket, TicketItem
+from mock_server.sse_framing import PLAIN_FRAMING, Framing
 from reference_model.generation import Finished, TokenEvent
 
 log = logging.getLogger("mock_server.chat")
+DONE = "[DONE]"  # the data of the stream's last event
 
 
 def fingerprint(backend: Backend, version: str) -> str:
@@ -141,24 +142,33 @@ async def admit(backend: Backend, plan: Plan) -> Ticket:
 
 
 async def complete(answer: Answer, request: ChatRequest, ident: Identity,
-                   faults: Faults = NO_FAULTS) -> dict[str, Any]:
-    """The non-streaming body."""
+                   faults: Faults = NO_FAULTS, latency: LatencyProfile = NO_LATENCY) -> dict[str, Any]:
+    """The non-streaming body; with a latency profile, it waits what the stream's tokens would have."""
     try:
         results = await collect(answer.source, answer.choices)
     finally:
         answer.source.cancel()
+    tokens = sum(len(r.tokens) for r in results)
     if faults.slow_s:
-        await asyncio.sleep(faults.slow_s * sum(len(r.tokens) for r in results))
+        await asyncio.sleep(faults.slow_s * tokens)
+    if not latency.off:
+        schedule = latency.schedule(request.seed)
+        delays = schedule.take(max(tokens, 1))  # a stream holds its first token ttft, every later one itl
+        for i, delay in enumerate(delays, 1):
+            log_delay(ident.id, i, delay)
+        await asyncio.sleep(sum(delays))
     answer.completed(results)
     body = completion_body(ident, results, usage_of(answer.prompt_tokens, results), logprobs=request.logprobs)
     return break_body(body, faults)
 
 
 async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident: Identity, error_style: str,
-                 headers: dict[str, str], faults: Faults = NO_FAULTS, keepalive: float = 0.0) -> web.StreamResponse:
+                 headers: dict[str, str], faults: Faults = NO_FAULTS, keepalive: float = 0.0,
+                 framing: Framing = PLAIN_FRAMING, latency: LatencyProfile = NO_LATENCY) -> web.StreamResponse:
     """The SSE answer: role chunks, one chunk per token, tool calls, finish, usage, [DONE].
 
     keepalive: seconds of silence after which a `: keep-alive` comment is sent (0: never).
+    framing: how the events are written (sse_framing.py); latency: delays added before tokens (latency.py).
     """
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
                                                        "Cache-Control": "no-cache", **headers})
@@ -166,10 +176,22 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
     n = answer.choices
     results = [ChoiceResult(i) for i in range(n)]
     source = answer.source
-    out = PacedWriter(response, keepalive)  # its first silence starts about when the headers go out
+    framer = framing.framer(request.seed)
+    # its first silence starts about when the headers go out
+    out = PacedWriter(response, keepalive, framer.comment("keep-alive"))
+    schedule: LatencySchedule | None = None if latency.off else latency.schedule(request.seed)
+
+    async def send_event(payload: dict[str, Any] | str) -> None:
+        await out.write_pieces(framer.event(payload))
 
     async def send(chunk: dict[str, Any]) -> None:
-        await out.write(sse(break_body(chunk, faults)))
+        await send_event(break_body(chunk, faults))
+
+    async def hold() -> None:  # the latency profile's delay before the next token
+        if schedule is not None:
+            delay = schedule.next()
+            log_delay(ident.id, schedule.drawn, delay)
+            await out.pause(delay)
 
     try:
         await response.prepare(http)
@@ -183,7 +205,7 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
             try:
                 item = await out.next(source)
             except ApiError as exc:
-                await out.write(sse(envelope(exc, error_style)))
+                await send_event(envelope(exc, error_style))
                 await response.write_eof()
                 return response
             if not isinstance(item, ChoiceEvent):
@@ -193,6 +215,7 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
                 results[index].tokens.append(event)
                 if faults.slow_s:
                     await out.pause(faults.slow_s)
+                await hold()
                 logprobs = [event.logprob] if event.logprob is not None else None
                 if event.tool_calls:
                     for chunk in render.tool_calls(index, event.tool_calls, logprobs):
@@ -204,12 +227,14 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
                 # After the first token chunk, content or tool call alike (a tool-call answer too).
                 if Fault.ERROR_MID_STREAM in faults:
                     failure = InjectedFault("injected fault: the stream failed after it began")
-                    await out.write(sse(envelope(failure, error_style)))
+                    await send_event(envelope(failure, error_style))
                     await response.write_eof()
                     return response
                 continue
             results[index].finished = event
             left -= 1
+            if schedule is not None and schedule.drawn == 0:  # an answer without tokens: ttft still applies
+                await hold()
             if event.text:
                 await send(render.delta(index, {"content": event.text}))
             for _ in range(2 if Fault.DOUBLE_FINISH in faults else 1):
@@ -218,22 +243,22 @@ async def stream(http: web.Request, answer: Answer, request: ChatRequest, ident:
         if request.include_usage and Fault.NO_USAGE_CHUNK not in faults:
             await send(render.usage(usage_of(answer.prompt_tokens, results)))
         if Fault.NO_DONE not in faults:
-            await out.write(SSE_DONE)
+            await send_event(DONE)
         await response.write_eof()
         answer.completed(results)
     except ConnectionError:
         log.info("client of %s went away; generation cancelled", ident.id)
     except asyncio.CancelledError:  # client gone, or the server is shutting down: say so if anyone listens
         with contextlib.suppress(Exception):
-            await response.write(sse(envelope(GenerationFailed("the stream was cancelled: the server is stopping "
-                                                               "or the client went away"), error_style)))
+            gone = GenerationFailed("the stream was cancelled: the server is stopping or the client went away")
+            await response.write(b"".join(framer.event(envelope(gone, error_style))))
         raise
     except Exception as exc:  # a bug after the 200 was sent: the spec's final error event
         log.exception("stream %s failed", ident.id)
         if response.prepared:
             bug = InternalError(f"the stream failed: {type(exc).__name__}")
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await response.write(sse(envelope(bug, error_style)))
+                await response.write(b"".join(framer.event(envelope(bug, error_style))))
                 await response.write_eof()
         else:
             raise

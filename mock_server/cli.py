@@ -50,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keepalive", type=float, metavar="SECONDS",
                         help="send an SSE comment ': keep-alive' after this many seconds without stream output "
                              "(default 15; 0: never)")
+    parser.add_argument("--sse-framing", metavar="VARIANT[,VARIANT]",
+                        help="frame every stream in legal but unusual SSE: crlf, cr, comments, keepalive, retry-id, "
+                             "event-field, split, multiline-data (default plain; a request's x-mock-sse-framing "
+                             "header replaces it)")
+    parser.add_argument("--latency", metavar="PROFILE",
+                        help="add time to first token and between tokens: a preset (none, fast, typical, slow-ttft, "
+                             "mobile) or ttft=S,itl=S,jitter=F,seed=N (default none; a request's x-mock-latency "
+                             "header replaces it)")
     parser.add_argument("--read-timeout", type=float, metavar="SECONDS",
                         help="close a client that takes longer to send a request's headers, or then its body "
                              "(408), and idle kept-alive connections (default 30; 0: never)")
@@ -59,6 +67,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record-requests", action="store_true", default=None,
                         help="keep the last 1000 requests (authorization redacted) and list them at "
                              "GET /mock/requests (DELETE clears them)")
+    add_cassette_arguments(parser)
+
+
+def add_cassette_arguments(parser: argparse.ArgumentParser) -> None:
+    """Record and replay: the flags of recorder.py and replayer.py (no model is loaded in either mode)."""
+    parser.add_argument("--record", metavar="DIR",
+                        help="record instead of serving the model: forward every request to --upstream, relay its "
+                             "answer, and write one cassette per exchange to DIR")
+    parser.add_argument("--upstream", metavar="URL",
+                        help="the base URL --record forwards to (http://127.0.0.1:8081, https://router.huggingface.co"
+                             "/v1): a request's path is appended, its first segments given once when the base ends "
+                             "with them (/v1/models on .../v1 goes to .../v1/models)")
+    parser.add_argument("--upstream-key", metavar="KEY",
+                        help="send 'Authorization: Bearer KEY' upstream instead of the client's own (or "
+                             "CHATCONFORM_MOCK_UPSTREAM_KEY); never written to a cassette")
+    parser.add_argument("--replay", metavar="DIR",
+                        help="answer from the cassettes in DIR, offline (no model, no network); a request no "
+                             "cassette matches gets 404 cassette_not_found naming the nearest one")
+    parser.add_argument("--replay-speed", metavar="SPEED",
+                        help="recorded (default): each stream frame and answer at its recorded time; instant: no "
+                             "waits; a factor: 2 plays twice as fast")
+    parser.add_argument("--match-ignore", dest="match_ignore", action="append", metavar="FIELD",
+                        help="a request body field (dotted path, e.g. stream_options.include_usage) not matched in "
+                             "replay, besides user and metadata (repeatable; CHATCONFORM_MOCK_MATCH_IGNORE takes a "
+                             "comma-separated list)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"chatconform serve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # found at start: a --replay folder that is missing, empty or holds a bad cassette
+        print(f"chatconform serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,13 +13,21 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from mock_server.errors import ERROR_STYLES
+from mock_server.latency import LatencyError, parse_profile
+from mock_server.sse_framing import FramingError, parse_framing
 
 MODELS = ("smollm2", "tiny")
 WEIGHTS = ("int4", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+REPLAY_SPEEDS = ("recorded", "instant")
+# Options of the model server that record and replay (no model) cannot honour: refused with them on the command line.
+MODEL_ONLY = ("model", "weights", "device", "threads", "max_batch", "max_queue", "load_delay", "cache_size",
+              "allow_remote_images", "allow_faults", "keepalive", "spin", "record_requests", "strict_models",
+              "aliases", "sse_framing", "latency")
 ENV_PREFIX = "CHATCONFORM_MOCK_"
 
 
@@ -50,6 +58,8 @@ class ServerConfig:
     max_image_pixels: int = 4096 * 4096
     allow_faults: bool = False  # honour x-mock-fault (see faults.py); off: such requests get 400
     keepalive: float = 15.0  # seconds of silence in a stream before a `: keep-alive` SSE comment; 0: never
+    sse_framing: tuple[str, ...] = ()  # legal but unusual SSE framing of every stream (sse_framing.py); (): plain
+    latency: str | None = None  # a latency profile added to every answer (latency.py); None: none
     # Seconds a client has to send a request's headers (from connecting, or from its previous
     # answer on a kept-alive connection) and then its body; a slower one is closed (the body: 408).
     # 0: wait forever.
@@ -58,11 +68,19 @@ class ServerConfig:
     record_requests: bool = False  # keep the last requests (request_log.py), readable at GET /mock/requests
     strict_models: bool = False  # only the served id and `aliases` are served; other model ids get 404
     aliases: tuple[str, ...] = ()  # more ids for the served model, listed by GET /v1/models
+    # Record and replay (recorder.py, replayer.py; no model is loaded): at most one of record / replay.
+    record: str | None = None  # folder the recording proxy writes one cassette per exchange to
+    upstream: str | None = None  # the base URL --record forwards every request to
+    upstream_key: str | None = None  # bearer token sent upstream instead of the client's (never written)
+    replay: str | None = None  # folder of cassettes answered from, offline
+    replay_speed: str = "recorded"  # recorded, instant, or a factor (2: twice as fast)
+    match_ignore: tuple[str, ...] = ()  # body fields (dotted paths) not matched, beyond cassette_match.DEFAULT_IGNORE
 
     def public(self) -> dict[str, Any]:
         """The effective configuration for reports and /info, the API key masked."""
         data = asdict(self)
         data["api_key"] = None if self.api_key is None else "***"
+        data["upstream_key"] = None if self.upstream_key is None else "***"
         return data
 
 
@@ -129,6 +147,53 @@ def _ids(name: str, value: Any) -> tuple[str, ...]:
     return ids
 
 
+def _framing(name: str, value: Any) -> tuple[str, ...]:
+    # A comma-separated string; the variants' names in their canonical order.
+    try:
+        return parse_framing(str(value)).names
+    except FramingError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _latency(name: str, value: Any) -> str:
+    # A preset or key=value pairs; kept in canonical form (`none` for no latency).
+    try:
+        return parse_profile(str(value)).text()
+    except LatencyError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _url(name: str, value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: must be an http(s) base URL such as http://127.0.0.1:8081, got {value!r}")
+    return text
+
+
+def _speed(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in REPLAY_SPEEDS:
+        return text
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = math.nan
+    if not (math.isfinite(factor) and factor > 0):
+        raise ConfigError(f"{name}: must be recorded, instant or a factor > 0 (2: twice as fast), got {value!r}")
+    return str(factor)
+
+
+def _fields(name: str, value: Any) -> tuple[str, ...]:
+    # Dotted paths: a comma-separated string (an environment variable) or a list (repeated flags).
+    items = value.split(",") if isinstance(value, str) else list(value)
+    paths = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    bad = [p for p in paths if any(not part or part.isspace() for part in p.split("."))]
+    if bad:
+        raise ConfigError(f"{name}: a field is a dotted path such as stream_options.include_usage, got {bad[0]!r}")
+    return paths
+
+
 PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "host": _text, "port": _int(0, 65535), "model": _choice(MODELS), "weights": _choice(WEIGHTS),
     "api_key": _text, "device": _choice(DEVICES), "threads": _int(1, 1024), "log_level": _choice(LOG_LEVELS),
@@ -136,7 +201,10 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_body_bytes": _int(1024), "load_delay": _float(0.0), "cache_size": _int(0),
     "allow_remote_images": _bool, "max_image_bytes": _int(1), "max_image_pixels": _int(1),
     "allow_faults": _bool, "keepalive": _float(0.0), "read_timeout": _float(0.0), "record_requests": _bool, "spin": _bool,
+    "sse_framing": _framing, "latency": _latency,
     "strict_models": _bool, "aliases": _ids,
+    "record": _text, "upstream": _url, "upstream_key": _text, "replay": _text, "replay_speed": _speed,
+    "match_ignore": _fields,
 }
 
 
@@ -152,4 +220,26 @@ def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | N
         elif env.get(ENV_PREFIX + f.name.upper()) not in (None, ""):
             var = ENV_PREFIX + f.name.upper()
             values[f.name] = parse(var, env[var])
+    _check_modes(values, {name for name, value in cli.items() if value is not None})
     return ServerConfig(**values)
+
+
+def _check_modes(values: Mapping[str, Any], given: set[str]) -> None:
+    """Record and replay exclude each other, and each refuses the flags (`given`) it cannot honour.
+
+    A variable of the environment for another mode is ambient, not asked for: it is left alone.
+    """
+    record, replay = values.get("record"), values.get("replay")
+    if record is not None and replay is not None:
+        raise ConfigError(f"--record and --replay exclude each other: record from an upstream or replay a folder, "
+                          f"got --record {record!r} and --replay {replay!r}")
+    if record is not None and values.get("upstream") is None:
+        raise ConfigError("--record needs --upstream URL (or CHATCONFORM_MOCK_UPSTREAM): the server to record from")
+    needs = {"upstream": "record", "upstream_key": "record", "replay_speed": "replay", "match_ignore": "replay"}
+    for name, needed in needs.items():
+        if name in given and values.get(needed) is None:
+            raise ConfigError(f"--{name.replace('_', '-')} applies only with --{needed}")
+    mode = "--record" if record is not None else "--replay" if replay is not None else None
+    for name in MODEL_ONLY if mode is not None else ():
+        if name in given:
+            raise ConfigError(f"--{name.replace('_', '-')} does not apply with {mode}: no model is loaded")

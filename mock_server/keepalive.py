@@ -30,9 +30,10 @@ class Source(Protocol):
 class PacedWriter:
     """Writes to a prepared SSE response, and fills each silence longer than `interval` with a comment."""
 
-    def __init__(self, response: web.StreamResponse, interval: float) -> None:
+    def __init__(self, response: web.StreamResponse, interval: float, comment: bytes = SSE_KEEPALIVE) -> None:
         self.response = response
         self.interval = interval
+        self.comment = comment  # the keep-alive event, in the stream's line ends (sse_framing.py)
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()  # the headers just went out
 
@@ -41,8 +42,15 @@ class PacedWriter:
         await self.response.write(data)
         self._last = self._loop.time()
 
+    async def write_pieces(self, pieces: list[bytes]) -> None:
+        """Send each piece as its own write (one HTTP chunk each), yielding to the loop in between."""
+        for i, piece in enumerate(pieces):
+            if i:
+                await asyncio.sleep(0)
+            await self.write(piece)
+
     async def _keepalive(self) -> None:
-        await self.write(SSE_KEEPALIVE)
+        await self.write(self.comment)
 
     def _quiet_left(self) -> float:
         return self._last + self.interval - self._loop.time()

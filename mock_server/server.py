@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import socket
 import threading
@@ -53,19 +54,22 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
 async def serve_forever(config: ServerConfig, *, announce: Callable[[str], None] = print,
                         backend: Backend | None = None) -> None:
     """Serve until SIGINT/SIGTERM; prints the URL and the model at start and when the model is ready."""
-    app = create_app(config, backend)
+    app = build_app(config, backend)
     runner, port = await start_site(app, config.host, config.port)
     host = f"[{config.host}]" if ":" in config.host else config.host
-    slot = app[SLOT_KEY]
-    announce(f"chatconform mock server on http://{host}:{port} - model {slot.model_id} "
-             f"({config.weights}{', loading' if not slot.ready else ''})")
+    slot = app.get(SLOT_KEY)
+    if slot is None:  # record or replay: no model
+        announce(f"chatconform mock server on http://{host}:{port} - {cassette_mode(config)}")
+    else:
+        announce(f"chatconform mock server on http://{host}:{port} - model {slot.model_id} "
+                 f"({config.weights}{', loading' if not slot.ready else ''})")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        if not slot.ready:
+        if slot is not None and not slot.ready:
             waiter = asyncio.create_task(_announce_ready(slot, announce))
             await stop.wait()
             waiter.cancel()
@@ -74,6 +78,27 @@ async def serve_forever(config: ServerConfig, *, announce: Callable[[str], None]
     finally:
         announce("chatconform mock server: stopping")
         await runner.cleanup()
+
+
+def build_app(config: ServerConfig, backend: Backend | None = None) -> web.Application:
+    """The model server's application; with --record the recording proxy's, with --replay the replayer's (no model)."""
+    if config.record is not None:
+        from mock_server.recorder import create_record_app
+
+        return create_record_app(config)
+    if config.replay is not None:
+        from mock_server.replayer import create_replay_app
+
+        return create_replay_app(config)
+    return create_app(config, backend)
+
+
+def cassette_mode(config: ServerConfig) -> str:
+    """The startup line's words for record or replay."""
+    if config.record is not None:
+        upstream = re.sub(r"//[^/@]*@", "//", config.upstream or "")  # no user:password on screen
+        return f"recording {upstream} into {config.record}"
+    return f"replaying {config.replay} (speed {config.replay_speed})"
 
 
 async def _announce_ready(slot: ModelSlot, announce: Callable[[str], None]) -> None:
@@ -119,7 +144,7 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self.app = create_app(self.config, self.backend)
+            self.app = build_app(self.config, self.backend)
             self._runner, self.port = self._loop.run_until_complete(
                 start_site(self.app, self.config.host, self.config.port))
         except BaseException as exc:

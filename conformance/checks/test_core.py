@@ -10,26 +10,24 @@ from conformance.client import Exchange, StreamExchange, Target
 from conformance.expectations import (
     completion,
     first_content,
-    is_json_content_type,
     names_field,
 )
+from conformance.judges import enforce
+from conformance.judges.response import COMPLETION_OBJECT, messages_of, unix_seconds
 from conformance.registry import clause
 from conformance.samples import (
     Deferred,
     Sample,
     SampleSet,
-    bodies_and_chunks,
     first_choice_content,
     need_answer,
     require_accepted,
     require_repeatable,
 )
-from conformance.verdicts import Fail, NotApplicable, Unsupported, need, not_exercised, require
+from conformance.verdicts import NotApplicable, Unsupported, need, not_exercised, require
 from spec import limits, schemas
 
-FINISH_REASONS = limits.finish_reasons()  # the FinishReason enum of spec/openapi.yaml, legacy names aside
 REASONING_EFFORTS = limits.reasoning_efforts()
-COMPLETION_OBJECT = limits.const("ChatCompletion", "object")
 
 
 def _nullable_request_fields() -> list[str]:
@@ -118,10 +116,7 @@ def test_stream_default_false(target: Target) -> None:
                         ("stream false", target.body(max_tokens=4, stream=False))):
         ex = target.chat(body)
         completion(ex, label)
-        require(is_json_content_type(ex), f"{label}: the answer is not application/json",
-                expected="application/json", actual=ex.header("content-type"), exchanges=ex)
-        require(not ex.body_text.lstrip().startswith("data:"), f"{label}: the answer is an event stream",
-                actual=ex.body_text[:200], exchanges=ex)
+        enforce("request.stream.default-false", ex, label)
 
 
 @clause("request.n.default-one")
@@ -129,10 +124,8 @@ def test_n_default_one(target: Target) -> None:
     """A request with n absent or 1 yields exactly one choice with index 0."""
     for label, body in (("n absent", target.body(max_tokens=4)), ("n 1", target.body(max_tokens=4, n=1))):
         ex = target.chat(body)
-        choices = completion(ex, label).get("choices")
-        indices = [c.get("index") for c in choices] if isinstance(choices, list) else choices
-        require(indices == [0], f"{label}: expected exactly one choice with index 0",
-                expected=[0], actual=indices, exchanges=ex)
+        completion(ex, label)
+        enforce("request.n.default-one", ex, label)
 
 
 def _n2_indices(ex: Exchange) -> Any:
@@ -180,28 +173,38 @@ def _each_response(responses: SampleSet) -> Iterator[tuple[Sample, dict[str, Any
     return ((s, s.exchange.json_object) for s in responses.judged())  # accepted: each body is a JSON object
 
 
+def _judge_responses(responses: SampleSet, clause_id: str) -> None:
+    """The clause's judge on every accepted response; then NotExercised for a lost one."""
+    for sample in responses.judged():
+        enforce(clause_id, sample.exchange, sample.label)
+
+
+def _judge_answers(responses: SampleSet, streams: SampleSet, clause_id: str) -> None:
+    """The clause's judge on every accepted response and stream (a rule of bodies and chunks alike); then
+    NotExercised for a lost sample."""
+    for kind, samples in (("response", responses), ("stream", streams)):
+        for sample in samples.accepted:
+            enforce(clause_id, sample.exchange, f"{kind} {sample.label}")
+    responses.need_all()
+    streams.need_all()
+
+
 @clause("response.body.schema-valid")
-def test_response_schema_valid(responses: SampleSet, validate: Any) -> None:
+def test_response_schema_valid(responses: SampleSet) -> None:
     """Every non-streaming 200 response body validates against the ChatCompletion schema."""
-    for sample, body in _each_response(responses):
-        validate("response", body, sample.exchange)
+    _judge_responses(responses, "response.body.schema-valid")
 
 
 @clause("response.content-type.json")
 def test_response_content_type(responses: SampleSet) -> None:
     """A non-streaming 200 response has Content-Type application/json."""
-    for sample in responses.judged():
-        require(is_json_content_type(sample.exchange), f"{sample.label}: Content-Type is not application/json",
-                expected="application/json", actual=sample.exchange.header("content-type"), exchanges=sample.exchange)
+    _judge_responses(responses, "response.content-type.json")
 
 
 @clause("response.id.present")
 def test_response_id_present(responses: SampleSet) -> None:
     """The response id is a non-empty string."""
-    for sample, body in _each_response(responses):
-        value = body.get("id")
-        require(isinstance(value, str) and value.strip() != "", f"{sample.label}: id is not a non-empty string",
-                expected="non-empty string", actual=value, exchanges=sample.exchange)
+    _judge_responses(responses, "response.id.present")
 
 
 @clause("response.id.unique")
@@ -220,23 +223,13 @@ def test_response_id_unique(target: Target) -> None:
 @clause("response.object.value")
 def test_response_object(responses: SampleSet) -> None:
     """The response object field is the string chat.completion."""
-    for sample, body in _each_response(responses):
-        require(body.get("object") == COMPLETION_OBJECT, f"{sample.label}: object is not {COMPLETION_OBJECT}",
-                expected=COMPLETION_OBJECT, actual=body.get("object"), exchanges=sample.exchange)
-
-
-def _unix_seconds(value: Any) -> bool:
-    # Milliseconds since the epoch are integers too, but not seconds: they lie far in the future.
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10_000_000_000
+    _judge_responses(responses, "response.object.value")
 
 
 @clause("response.created.unix-seconds")
 def test_created_unix_seconds(responses: SampleSet, streams: SampleSet) -> None:
     """The created field of a response or chunk is a non-negative integer count of seconds since the Unix epoch."""
-    for label, body, ex in bodies_and_chunks(responses, streams):
-        value = body.get("created")
-        require(_unix_seconds(value), f"{label}: created is not a count of seconds since the epoch",
-                expected="non-negative integer seconds", actual=value, exchanges=ex)
+    _judge_answers(responses, streams, "response.created.unix-seconds")
 
 
 @clause("response.created.plausible")
@@ -246,7 +239,7 @@ def test_created_plausible(target: Target) -> None:
     ex = target.chat(target.body(max_tokens=2), headers={"x-use-cache": "false"})
     need_answer(ex, "a plain request", "request.messages.accepted")
     created = ex.json_object.get("created", "(absent)")
-    need(_unix_seconds(created), "a created count of seconds since the epoch", root="response.created.unix-seconds",
+    need(unix_seconds(created), "a created count of seconds since the epoch", root="response.created.unix-seconds",
          actual=created, exchanges=ex)
     require(abs(created - now) <= 86400,
             "created is more than one day away from the client's clock",
@@ -256,10 +249,7 @@ def test_created_plausible(target: Target) -> None:
 @clause("response.model.present")
 def test_model_present(responses: SampleSet, streams: SampleSet) -> None:
     """The model field of a response or chunk is a non-empty string."""
-    for label, body, ex in bodies_and_chunks(responses, streams):
-        value = body.get("model")
-        require(isinstance(value, str) and value.strip() != "", f"{label}: model is not a non-empty string",
-                expected="non-empty string", actual=value, exchanges=ex)
+    _judge_answers(responses, streams, "response.model.present")
 
 
 @clause("response.model.served")
@@ -281,33 +271,19 @@ def test_model_served(target: Target, responses: SampleSet) -> None:
 @clause("response.system-fingerprint.present")
 def test_system_fingerprint(responses: SampleSet, streams: SampleSet) -> None:
     """Responses and chunks carry system_fingerprint as a string."""
-    for label, body, ex in bodies_and_chunks(responses, streams):
-        require(isinstance(body.get("system_fingerprint"), str), f"{label}: system_fingerprint is not a string",
-                expected="string", actual=body.get("system_fingerprint", "(absent)"), exchanges=ex)
+    _judge_answers(responses, streams, "response.system-fingerprint.present")
 
 
 @clause("response.choices.count")
 def test_choices_count(responses: SampleSet) -> None:
     """The choices list holds exactly n entries (one when n is absent)."""
-    for sample, body in _each_response(responses):
-        n = sample.body.get("n") or 1
-        choices = body.get("choices")
-        count = len(choices) if isinstance(choices, list) else None
-        require(count == n, f"{sample.label}: expected {n} choice(s)", expected=n, actual=count, exchanges=sample.exchange)
+    _judge_responses(responses, "response.choices.count")
 
 
 @clause("response.choice.index")
 def test_choice_index(responses: SampleSet) -> None:
     """The choices carry the distinct indices 0 to n-1, in order."""
-    for sample, body in _each_response(responses):
-        choices = body.get("choices") or []
-        indices = [c.get("index") if isinstance(c, dict) else None for c in choices]
-        require(indices == list(range(len(choices))), f"{sample.label}: choice indices are not 0..n-1 in order",
-                expected=list(range(len(choices))), actual=indices, exchanges=sample.exchange)
-
-
-def _messages(body: dict[str, Any]) -> list[Any]:
-    return [c.get("message") if isinstance(c, dict) else None for c in body.get("choices") or []]
+    _judge_responses(responses, "response.choice.index")
 
 
 @clause("response.message.role")
@@ -315,40 +291,23 @@ def test_message_role(responses: SampleSet) -> None:
     """Every choice's message has role assistant."""
     later = Deferred()
     for sample, body in _each_response(responses):
-        roles = [m.get("role") if isinstance(m, dict) else None for m in _messages(body)]
         with later:
-            need(bool(roles), f"a choice in the {sample.label} response", root="response.choices.count",
+            need(bool(messages_of(body)), f"a choice in the {sample.label} response", root="response.choices.count",
                  actual=body.get("choices", "(absent)"), exchanges=sample.exchange)
-            require(all(r == "assistant" for r in roles), f"{sample.label}: a message role is not assistant",
-                    expected="assistant", actual=roles, exchanges=sample.exchange)
+            enforce("response.message.role", sample.exchange, sample.label)
     later.settle()
 
 
 @clause("response.message.content")
 def test_message_content(responses: SampleSet) -> None:
     """A message without tool_calls has string content; a message with tool_calls has null, absent or string content."""
-    for sample, body in _each_response(responses):
-        for i, message in enumerate(_messages(body)):
-            if not isinstance(message, dict):
-                raise Fail(f"{sample.label}: choice {i} has no message object", actual=message, exchanges=sample.exchange)
-            if message.get("tool_calls"):
-                ok = message.get("content") is None or isinstance(message.get("content"), str)
-                rule = "null, absent or string content (with tool_calls)"
-            else:
-                ok = isinstance(message.get("content"), str)
-                rule = "string content (without tool_calls)"
-            require(ok, f"{sample.label}: choice {i} content breaks the rule: {rule}",
-                    expected=rule, actual=message.get("content", "(absent)"), exchanges=sample.exchange)
+    _judge_responses(responses, "response.message.content")
 
 
 @clause("response.finish-reason.values")
 def test_finish_reason_values(responses: SampleSet) -> None:
     """Every final finish_reason is one of stop, length, tool_calls or content_filter."""
-    for sample, body in _each_response(responses):
-        reasons = [c.get("finish_reason") for c in body.get("choices") or [] if isinstance(c, dict)]
-        bad = [r for r in reasons if r not in FINISH_REASONS]
-        require(not bad, f"{sample.label}: finish_reason outside {FINISH_REASONS}", expected=list(FINISH_REASONS),
-                actual=reasons, exchanges=sample.exchange)
+    _judge_responses(responses, "response.finish-reason.values")
 
 
 @clause("response.finish-reason.stop")
@@ -365,12 +324,12 @@ def test_finish_reason_stop(target: Target) -> None:
         if not isinstance(tokens, int):
             raise not_exercised("usage.completion_tokens (to tell an early end from a cut-off)",
                                 root="response.usage.present", actual=usage, exchanges=ex)
-        choice = (body.get("choices") or [{}])[0]
-        reason = choice.get("finish_reason") if isinstance(choice, dict) else None
         if tokens < limit:
             seen_early += 1
-            require(reason == "stop", f"the answer ended after {tokens} < max_tokens {limit} tokens without stop sequences",
-                    expected="stop", actual=reason, exchanges=ex)
+            require(bool(body.get("choices")), f"the answer ended after {tokens} < max_tokens {limit} tokens "
+                    "without a choice to report finish_reason stop", expected="stop", actual=body.get("choices"),
+                    exchanges=ex)
+            enforce("response.finish-reason.stop", ex, prompt)
     if not seen_early:
         raise NotApplicable(f"no answer ended before max_tokens {limit}; the rule could not be observed")
 
@@ -378,22 +337,10 @@ def test_finish_reason_stop(target: Target) -> None:
 @clause("response.usage.present")
 def test_usage_present(responses: SampleSet) -> None:
     """Every non-streaming response carries a usage object."""
-    for sample, body in _each_response(responses):
-        require(isinstance(body.get("usage"), dict), f"{sample.label}: usage is not an object",
-                expected="usage object", actual=body.get("usage", "(absent)"), exchanges=sample.exchange)
+    _judge_responses(responses, "response.usage.present")
 
 
 @clause("response.message.unused-fields")
 def test_unused_fields(responses: SampleSet, streams: SampleSet) -> None:
     """A generated message or delta carries tool_call_id and refusal only as null or absent."""
-    for label, body, ex in bodies_and_chunks(responses, streams):
-        for choice in body.get("choices") or []:
-            if not isinstance(choice, dict):
-                continue
-            for key in ("message", "delta"):
-                part = choice.get(key)
-                if not isinstance(part, dict):
-                    continue
-                for field in ("tool_call_id", "refusal"):
-                    require(part.get(field) is None, f"{label}: {key}.{field} is set",
-                            expected="null or absent", actual=part.get(field), exchanges=ex)
+    _judge_answers(responses, streams, "response.message.unused-fields")

@@ -9,8 +9,7 @@ not exercised (root logprobs.content.present) where there are none to judge.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,19 +18,15 @@ import pytest
 
 from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
+from conformance.judges import enforce
+from conformance.judges.logprobs import logprob_values
 from conformance.logprobs import (
     FRESH,
-    TOLERANCE,
     TOP,
     choices_of,
-    content_of,
     each_choice,
-    entry_bytes,
-    finite,
     send,
-    text_of,
     tops_of,
-    well_formed,
 )
 from conformance.registry import clause
 from conformance.samples import Deferred
@@ -50,6 +45,13 @@ class Shared:
     def both(self) -> tuple[Exchange, Exchange]:
         """Both responses, greedy first."""
         return (self.greedy, self.sampled)
+
+    def judge(self, clause_id: str) -> None:
+        """The clause's judge on both responses; then NotExercised where there were no entries to judge."""
+        for label, ex in (("temperature 0", self.greedy), ("temperature 1", self.sampled)):
+            enforce(clause_id, ex, label)
+        for _ in each_choice(self.both):
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +76,16 @@ def _all_entries(shared: Shared) -> Iterator[tuple[Exchange, dict[str, Any]]]:
 @clause("usage.completion-tokens.logprob-count")
 def test_completion_tokens_equal_logprob_count(shared: Shared) -> None:
     """With logprobs true and n 1, completion_tokens equals the number of entries in logprobs.content."""
+    for label, ex in (("temperature 0", shared.greedy), ("temperature 1", shared.sampled)):
+        enforce("usage.completion-tokens.logprob-count", ex, label)
     later = Deferred()
-    for ex, choice, found in each_choice(shared.both):
+    for ex, _, _ in each_choice(shared.both):
         usage = ex.json_object.get("usage")
         with later:
             tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
             if not isinstance(tokens, int):
                 raise not_exercised("usage.completion_tokens", root="response.usage.present", actual=usage,
                                     exchanges=ex)
-            count = len(found)
-            require(tokens == count, "completion_tokens differs from the logprobs entry count",
-                    expected=count, actual=tokens, exchanges=ex)
     later.settle()
 
 
@@ -96,9 +97,8 @@ def test_default_absent(target: Target) -> None:
     """Without logprobs true, every choice's logprobs is null or absent."""
     for extra in ({}, {"logprobs": False}):
         ex = send(target, max_tokens=4, **extra)
-        for choice in choices_of(ex, "request.messages.accepted"):
-            require(choice.get("logprobs") is None, f"logprobs must be null or absent with {extra or 'no logprobs'}",
-                    expected=None, actual=choice.get("logprobs"), exchanges=ex)
+        choices_of(ex, "request.messages.accepted")
+        enforce("logprobs.default.absent", ex, f"{extra or 'no logprobs'}")
 
 
 @clause("logprobs.content.present")
@@ -109,58 +109,26 @@ def test_content_present(shared: Shared) -> None:
             unsupported_or_fail(ex, "logprobs")
         require(isinstance(ex.json, dict), "logprobs: 200 but the body is not a JSON object", expected="JSON object",
                 actual=ex.body_text[:300], exchanges=ex)
-        for choice in choices_of(ex):
-            content = content_of(choice)
-            require(well_formed(content), "with logprobs true, choice.logprobs.content must be a list of entries",
-                    expected="logprobs: {content: [...]}", actual=choice.get("logprobs", "(absent)"), exchanges=ex)
-            entries = content
-            usage = ex.json_object.get("usage")  # a JSON object: required above
-            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int) and len(choices_of(ex)) == 1:
-                require(len(entries) == usage["completion_tokens"], "one logprobs entry per generated token",
-                        expected=usage["completion_tokens"], actual=len(entries), exchanges=ex)
-            else:
-                require(bool(entries) or not text_of(choice), "content was generated but logprobs.content is empty",
-                        actual=entries, exchanges=ex)
+        choices_of(ex)
+        enforce("logprobs.content.present", ex)
 
 
 @clause("logprobs.value.non-positive")
 def test_value_non_positive(shared: Shared) -> None:
     """Every logprob, in content and in top_logprobs, is a finite number no greater than 0."""
-    for ex, entry in _all_entries(shared):
-        for item in [entry] + tops_of(entry):
-            value = item.get("logprob")
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value <= 0
-            require(ok, f"logprob of token {item.get('token')!r} must be a finite number <= 0",
-                    expected="<= 0", actual=value, exchanges=ex)
+    shared.judge("logprobs.value.non-positive")
 
 
 @clause("logprobs.tokens.concatenate")
 def test_tokens_concatenate(shared: Shared) -> None:
     """Without stop sequences, the concatenated UTF-8 bytes of the content entries (bytes when given, else the token string) decode to the message content."""
-    for ex, choice, found in each_choice(shared.both):
-        decoded = b"".join(entry_bytes(e) for e in found).decode("utf-8", errors="replace")
-        content = text_of(choice)
-        # A generation cut by max_tokens may end inside a multi-byte character: compare the whole
-        # characters, allowing the server to drop or replace the incomplete tail.
-        require(decoded == content or decoded.rstrip("\ufffd") == content.rstrip("\ufffd"),
-                "the logprobs tokens do not concatenate to the content",
-                expected=content, actual=decoded, exchanges=ex)
+    shared.judge("logprobs.tokens.concatenate")
 
 
 @clause("logprobs.bytes.matches-token")
 def test_bytes_match_token(shared: Shared) -> None:
     """When bytes is not null it is a list of integers 0-255, and it equals the UTF-8 encoding of token whenever that token holds no replacement character."""
-    for ex, entry in _all_entries(shared):
-        for item in [entry] + tops_of(entry):
-            raw, token = item.get("bytes"), item.get("token")
-            if raw is None:
-                continue
-            require(isinstance(raw, list) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255
-                                                  for b in raw),
-                    "bytes must be a list of integers 0-255", actual=raw, exchanges=ex)
-            if isinstance(token, str) and "\ufffd" not in token:
-                require(bytes(raw) == token.encode("utf-8"), f"bytes differ from the UTF-8 of token {token!r}",
-                        expected=list(token.encode("utf-8")), actual=raw, exchanges=ex)
+    shared.judge("logprobs.bytes.matches-token")
 
 
 @clause("logprobs.top.count")
@@ -169,100 +137,71 @@ def test_top_count(target: Target, shared: Shared) -> None:
     # top_logprobs absent must give [] too: some servers then send 20 alternatives per token.
     extras: tuple[dict[str, int], ...] = ({"top_logprobs": 0}, {})
     answers = target.many(partial(send, target, max_tokens=4, logprobs=True, **extra) for extra in extras)
+    for extra, ex in zip(extras, answers, strict=True):
+        enforce("logprobs.top.count", ex, f"{extra or 'top_logprobs absent'}")
     later = Deferred()
     with later:
-        for ex, entry in _all_entries(shared):
-            require(isinstance(entry.get("top_logprobs"), list) and len(entry["top_logprobs"]) == TOP,
-                    f"top_logprobs {TOP} must give exactly {TOP} alternatives per token",
-                    expected=TOP, actual=entry.get("top_logprobs"), exchanges=ex)
-    for extra, ex in zip(extras, answers, strict=True):
+        shared.judge("logprobs.top.count")
+    for ex in answers:
         with later:
-            for _, _, found in each_choice((ex,)):
-                for entry in found:
-                    tops = entry.get("top_logprobs")
-                    require(tops == [], f"top_logprobs must be an empty list with {extra or 'top_logprobs absent'}",
-                            expected=[], actual=f"{len(tops)} alternatives" if isinstance(tops, list) else tops,
-                            exchanges=ex)
+            for _ in each_choice((ex,)):
+                pass
     later.settle()
 
 
-def _logprobs_of(ex: Exchange, items: list[dict[str, Any]]) -> list[float]:
-    """The logprob of each item: NotExercised (logprobs.value.non-positive) unless each is a finite number <= 0."""
-    values = [t.get("logprob") for t in items]
-    numbers = [v for v in values if finite(v) and v <= 0]
-    if len(numbers) != len(values):
+def _need_values(ex: Exchange, items: list[dict[str, Any]]) -> None:
+    """NotExercised (logprobs.value.non-positive) unless the logprob of each item is a finite number <= 0."""
+    if logprob_values(items) is None:
         raise not_exercised("logprobs that are finite numbers <= 0", root="logprobs.value.non-positive",
-                            actual=values, exchanges=ex)
-    return numbers
+                            actual=[t.get("logprob") for t in items], exchanges=ex)
+
+
+def _judge_values(shared: Shared, clause_id: str, items: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """The clause's judge on both responses; then NotExercised for an entry whose `items` have logprobs that are
+    not finite numbers <= 0 (the judge leaves those aside), or where there were no entries."""
+    for label, ex in (("temperature 0", shared.greedy), ("temperature 1", shared.sampled)):
+        enforce(clause_id, ex, label)
+    later = Deferred()
+    for ex, entry in _all_entries(shared):
+        with later:
+            _need_values(ex, items(entry))
+    later.settle()
 
 
 @clause("logprobs.top.sorted")
 def test_top_sorted(shared: Shared) -> None:
     """Each top_logprobs list is sorted by logprob, highest first."""
-    later = Deferred()
-    for ex, entry in _all_entries(shared):
-        with later:
-            values = _logprobs_of(ex, tops_of(entry))
-            require(values == sorted(values, reverse=True), "top_logprobs must be sorted by logprob, highest first",
-                    actual=values, exchanges=ex)
-    later.settle()
+    _judge_values(shared, "logprobs.top.sorted", tops_of)
 
 
 @clause("logprobs.top.distinct")
 def test_top_distinct(shared: Shared) -> None:
     """The tokens within one top_logprobs list are distinct."""
-    for ex, entry in _all_entries(shared):
-        tokens = [(t.get("token"), tuple(t["bytes"]) if isinstance(t.get("bytes"), list) else None)
-                  for t in tops_of(entry)]
-        require(len(set(tokens)) == len(tokens), "a top_logprobs list repeats a token",
-                actual=[t[0] for t in tokens], exchanges=ex)
+    shared.judge("logprobs.top.distinct")
 
 
 @clause("logprobs.top.mass")
 def test_top_mass(shared: Shared) -> None:
     """The probabilities exp(logprob) within one top_logprobs list sum to at most 1 plus 1e-3."""
-    later = Deferred()
-    for ex, entry in _all_entries(shared):
-        with later:
-            mass = sum(math.exp(v) for v in _logprobs_of(ex, tops_of(entry)))
-            require(mass <= 1 + TOLERANCE, "the alternatives' probabilities sum to more than 1",
-                    expected="<= 1.001", actual=round(mass, 6), exchanges=ex)
-    later.settle()
+    _judge_values(shared, "logprobs.top.mass", tops_of)
 
 
-def _same_token(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Same token: equal bytes when both give them, else equal token strings."""
-    bytes_a, bytes_b = a.get("bytes"), b.get("bytes")
-    if isinstance(bytes_a, list) and isinstance(bytes_b, list):
-        return bytes_a == bytes_b
-    return a.get("token") == b.get("token")
+def _chosen_and_tops(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entry and its alternatives, when it has any (an entry without them is not judged)."""
+    tops = tops_of(entry)
+    return [entry, *tops] if tops else []
 
 
 @clause("logprobs.chosen.consistent")
 def test_chosen_consistent(shared: Shared) -> None:
     """A chosen token that appears in its top_logprobs list has the same logprob there within 1e-3, and one that does not is no more likely than the last alternative."""
-    later = Deferred()
-    for ex, entry in _all_entries(shared):
-        tops = tops_of(entry)
-        if not tops:
-            continue
-        with later:
-            chosen, values = _logprobs_of(ex, [entry])[0], _logprobs_of(ex, tops)
-            match = [v for t, v in zip(tops, values, strict=True) if _same_token(t, entry)]
-            if match:
-                require(abs(match[0] - chosen) <= TOLERANCE,
-                        f"token {entry.get('token')!r} has another logprob among its alternatives",
-                        expected=match[0], actual=chosen, exchanges=ex)
-            else:
-                require(chosen <= values[-1] + TOLERANCE,
-                        f"token {entry.get('token')!r} is missing from top_logprobs yet more likely than the last one",
-                        expected=f"<= {values[-1]}", actual=chosen, exchanges=ex)
-    later.settle()
+    _judge_values(shared, "logprobs.chosen.consistent", _chosen_and_tops)
 
 
 @clause("logprobs.greedy.chosen-first")
 def test_greedy_chosen_first(shared: Shared) -> None:
     """At temperature 0 with top_logprobs of at least 1, each chosen token's logprob equals the first alternative's within 1e-3."""
+    enforce("logprobs.greedy.chosen-first", shared.greedy, "temperature 0")
     later = Deferred()
     for ex, _, found in each_choice((shared.greedy,)):
         for entry in found:
@@ -270,10 +209,7 @@ def test_greedy_chosen_first(shared: Shared) -> None:
                 tops = tops_of(entry)
                 need(bool(tops), f"the {TOP} alternatives asked for", root="logprobs.top.count",
                      actual=entry.get("top_logprobs"), exchanges=ex)
-                chosen, first = _logprobs_of(ex, [entry])[0], _logprobs_of(ex, tops[:1])[0]
-                require(abs(first - chosen) <= TOLERANCE,
-                        f"greedy token {entry.get('token')!r} is not the most likely alternative",
-                        expected=first, actual=chosen, exchanges=ex)
+                _need_values(ex, [entry, *tops[:1]])
     later.settle()
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from conformance.client import Target
 from conformance.expectations import completion, first_content
+from conformance.judges import enforce
+from conformance.judges.models import model_entries
 from conformance.registry import clause
 from conformance.verdicts import NotExercised, need, require
 
@@ -20,13 +22,8 @@ def _models(target: Target) -> tuple[Any, Any]:
 def test_models_lists_served(target: Target) -> None:
     """GET /v1/models answers 200 with object list and a data list that holds the served model."""
     ex, body = _models(target)
-    require(ex.status == 200, "GET /v1/models did not answer 200", expected=200, actual=ex.status, exchanges=ex)
-    require(isinstance(body, dict) and body.get("object") == "list", "GET /v1/models: object is not list",
-            expected="list", actual=body.get("object") if isinstance(body, dict) else ex.body_text[:200], exchanges=ex)
-    data = body.get("data")
-    require(isinstance(data, list) and bool(data), "GET /v1/models: data is not a non-empty list",
-            expected="non-empty list", actual=data, exchanges=ex)
-    ids = [m.get("id") for m in data if isinstance(m, dict)]
+    enforce("routes.models.lists-served", ex)
+    ids = [m.get("id") for m in body["data"] if isinstance(m, dict)]  # a non-empty list: judged above
     if target.config.model is not None:
         require(target.config.model in ids, "GET /v1/models does not list the model under test",
                 expected=target.config.model, actual=ids, exchanges=ex)
@@ -35,24 +32,11 @@ def test_models_lists_served(target: Target) -> None:
 @clause("routes.models.entry")
 def test_models_entry(target: Target) -> None:
     """Every /v1/models entry has a non-empty id, object model, an integer created and a string owned_by."""
-    ex, body = _models(target)
-    data = body.get("data") if isinstance(body, dict) else None
-    if not (ex.status == 200 and isinstance(data, list) and data):
+    ex, _ = _models(target)
+    if not model_entries(ex):
         raise NotExercised("not exercised: GET /v1/models lists no entry to judge (judged by routes.models.lists-served)",
                            root="routes.models.lists-served", actual=f"{ex.status} {ex.body_text[:300]}", exchanges=ex)
-    for i, entry in enumerate(data):
-        entry = entry if isinstance(entry, dict) else {}
-        problems = []
-        if not (isinstance(entry.get("id"), str) and entry["id"].strip()):
-            problems.append(f"id {entry.get('id')!r}")
-        if entry.get("object") != "model":
-            problems.append(f"object {entry.get('object')!r}")
-        if not (isinstance(entry.get("created"), int) and not isinstance(entry.get("created"), bool)):
-            problems.append(f"created {entry.get('created')!r}")
-        if not isinstance(entry.get("owned_by"), str):
-            problems.append(f"owned_by {entry.get('owned_by')!r}")
-        require(not problems, f"/v1/models entry {i}: " + ", ".join(problems),
-                expected="id non-empty, object model, integer created, string owned_by", actual=entry, exchanges=ex)
+    enforce("routes.models.entry", ex)
 
 
 @clause("routes.health.ready")
@@ -74,11 +58,12 @@ def _model_route(target: Target) -> None:
 
 
 @clause("routes.model-path.served")
-def test_model_path_served(target: Target, validate: Any) -> None:
+def test_model_path_served(target: Target) -> None:
     """POST /models/{model_id}/v1/chat/completions with the served model answers 200 with a schema-valid chat completion."""
     _model_route(target)
     ex = target.chat(target.body(max_tokens=4), route="model")
-    validate("response", completion(ex, "the model route"), ex)
+    completion(ex, "the model route")
+    enforce("response.body.schema-valid", ex, "the model route")
 
 
 @clause("routes.model-path.equivalent")

@@ -16,13 +16,13 @@ so a format refused without stream leaves nothing to compare.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import jsonschema
 
 from conformance.client import Exchange, Target
 from conformance.config import SuiteConfig
+from conformance.judges import enforce
 from conformance.registry import clause
 from conformance.samples import need_answer
 from conformance.verdicts import (
@@ -134,7 +134,8 @@ def test_json_schema_valid(target: Target) -> None:
     """With response_format type json and a JSON Schema object as value, content that ends with finish_reason stop parses as JSON valid against that schema."""
     ex = _request(target, JSON_PROMPT, {"type": "json", "value": ANSWER_SCHEMA})
     _content_or_refusal(ex, "response_format json")
-    _json_valid(ex, _finished(ex, "a json response_format"), ANSWER_SCHEMA, "response_format json")
+    _finished(ex, "a json response_format")
+    enforce("format.json.schema-valid", ex, "response_format json")
 
 
 @clause("format.json.value-string")
@@ -175,9 +176,8 @@ def test_regex_full_match(target: Target) -> None:
     for prompt, pattern in ((REGEX_PROMPT, DATE_REGEX), ("Is water wet?", YES_NO_REGEX)):
         ex = _request(target, prompt, {"type": "regex", "value": pattern})
         _content_or_refusal(ex, "response_format regex")
-        content = _finished(ex, f"regex {pattern}")
-        require(re.fullmatch(pattern, content) is not None, f"the content does not fully match {pattern}",
-                expected=pattern, actual=content, exchanges=ex)
+        _finished(ex, f"regex {pattern}")
+        enforce("format.regex.full-match", ex, f"regex {pattern}")
 
 
 # --- openai dialect -------------------------------------------------------------------------------
@@ -201,13 +201,9 @@ def test_openai_json_object(target: Target) -> None:
     if _refused_by_name(ex):
         raise Unsupported(f"response_format json_object refused with {ex.status}", exchanges=ex)
     _required(ex, "response_format json_object")
-    if _choice(ex).get("finish_reason") != "stop":
-        # Any JSON object is allowed, so a long one may run into max_tokens; it must still begin as one.
-        require(_content(ex).lstrip().startswith("{"), "json_object output does not even begin as a JSON object",
-                expected="{...", actual=_content(ex)[:200], exchanges=ex)
-        return
-    value = _json_valid(ex, _content(ex), None, "response_format json_object")
-    require(isinstance(value, dict), "json_object must yield a JSON object", actual=_content(ex), exchanges=ex)
+    _choice(ex)
+    # Any JSON object is allowed, so a long one may run into max_tokens: the judge asks it to begin as one.
+    enforce("format.openai.json-object", ex, "response_format json_object")
 
 
 @clause("format.openai.json-schema")
@@ -218,7 +214,8 @@ def test_openai_json_schema(target: Target) -> None:
     if _refused_by_name(ex):
         raise Unsupported(f"response_format json_schema refused with {ex.status}", exchanges=ex)
     _required(ex, "response_format json_schema")
-    _json_valid(ex, _finished(ex, "a json_schema response_format"), ANSWER_SCHEMA, "response_format json_schema")
+    _finished(ex, "a json_schema response_format")
+    enforce("format.openai.json-schema", ex, "response_format json_schema")
 
 
 # --- streams --------------------------------------------------------------------------------------
@@ -250,7 +247,7 @@ def test_stream_constrained(target: Target, suite_config: SuiteConfig) -> None:
             finish = choice.get("finish_reason") or finish
     require(finish == "stop", "a constrained stream with a short bounded form did not end with stop",
             expected="stop", actual=f"{finish!r}: {text[:200]!r}", exchanges=ex)
-    _json_valid(ex, text, ANSWER_SCHEMA, f"streamed response_format {rf['type']}")
+    enforce("format.stream.constrained", ex, f"streamed response_format {rf['type']}")
     require(text == _content(plain), "at temperature 0 the streamed content differs from the non-streamed one",
             expected=_content(plain), actual=text, exchanges=(plain, ex))
 

@@ -5,6 +5,7 @@ Streamed tool calls are checked in test_tools_stream.py; the shared requests are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ import jsonschema
 import pytest
 
 from conformance.client import Exchange, Target
+from conformance.judges import enforce
+from conformance.judges.stream import request_of
 from conformance.registry import clause
 from conformance.samples import Deferred, SampleSet, need_answer, require_repeatable
 from conformance.tool_calls import (
@@ -26,11 +29,9 @@ from conformance.tool_calls import (
     TOOLS,
     WEATHER,
     ask_tools,
-    call_arguments,
     choice_calls,
     observed_calls,
     parsed_arguments,
-    require_calls,
     response_choices,
     tool_body,
     tool_named,
@@ -46,6 +47,11 @@ class Forced:
     required: Exchange   # tool_choice required
     named: Exchange      # tool_choice naming time (the second tool, off-topic for the prompt)
 
+    def judge(self, clause_id: str) -> None:
+        """The clause's judge on each forced response that holds calls; then NotExercised for one that does not."""
+        for ex, _ in self.calls():
+            enforce(clause_id, ex, _label(ex))
+
     def calls(self) -> Iterator[tuple[Exchange, list[dict[str, Any]]]]:
         """(exchange, its tool calls) of each forced response that holds calls; then NotExercised, naming
         the tool_choice clause, for one that does not (so that a Fail on the other wins)."""
@@ -57,6 +63,11 @@ class Forced:
             if calls:
                 yield ex, calls
         later.settle()
+
+
+def _label(ex: Exchange) -> str:
+    """What a tool request forced: its tool_choice."""
+    return f"tool_choice {json.dumps(request_of(ex).get('tool_choice'))}"
 
 
 @pytest.fixture(scope="module")
@@ -82,25 +93,16 @@ def test_choice_auto(target: Target) -> None:
     """With tools and tool_choice auto or absent, the response is 200 and holds either text content or tool calls of declared functions."""
     for params in ({"tool_choice": "auto"}, {}):
         ex = ask_tools(target, **params)
-        for choice in response_choices(ex):
-            calls = choice_calls(choice)
-            content = (choice.get("message") or {}).get("content")
-            require(bool(calls) or isinstance(content, str), "neither text content nor tool calls",
-                    actual=choice, exchanges=ex)
-            for call in calls:
-                name = (call.get("function") or {}).get("name") if isinstance(call, dict) else None
-                require(name in SCHEMAS, "a tool call names an undeclared function", expected=sorted(SCHEMAS),
-                        actual=name, exchanges=ex)
+        response_choices(ex)
+        enforce("tools.choice.auto", ex, f"tool_choice {params.get('tool_choice', 'absent')}")
 
 
 @clause("tools.choice.none")
 def test_choice_none(target: Target) -> None:
     """With tools and tool_choice none, no choice has tool_calls and no finish_reason is tool_calls."""
     ex = ask_tools(target, tool_choice="none")
-    for choice in response_choices(ex):
-        require(not choice_calls(choice), "tool_choice none produced tool calls", actual=choice_calls(choice), exchanges=ex)
-        require(choice.get("finish_reason") != "tool_calls", "tool_choice none reported finish_reason tool_calls",
-                actual=choice.get("finish_reason"), exchanges=ex)
+    response_choices(ex)
+    enforce("tools.choice.none", ex, "tool_choice none")
 
 
 @clause("tools.choice.required")
@@ -108,10 +110,8 @@ def test_choice_required(forced: Forced, responses: SampleSet) -> None:
     """With tools and tool_choice required, every choice holds at least one tool call and finish_reason tool_calls."""
     for ex in [forced.required] + [s.exchange for s in responses.rooted("tools.choice.required")]:
         _completion(ex, "tool_choice required")
-        require_calls(ex)
-        for choice in response_choices(ex):
-            require(choice.get("finish_reason") == "tool_calls", "tool_choice required must end with tool_calls",
-                    expected="tool_calls", actual=choice.get("finish_reason"), exchanges=ex)
+        response_choices(ex)
+        enforce("tools.choice.required", ex, "tool_choice required")
 
 
 @clause("tools.choice.named")
@@ -119,10 +119,8 @@ def test_choice_named(forced: Forced) -> None:
     """With tool_choice naming a declared function, every choice calls exactly that function."""
     ex = forced.named
     _completion(ex, "tool_choice naming a function")
-    for choice in response_choices(ex):
-        names = [(c.get("function") or {}).get("name") for c in choice_calls(choice) if isinstance(c, dict)]
-        require(names != [] and set(names) == {"time"}, "tool_choice named time must call time only",
-                expected=["time"], actual=names or choice, exchanges=ex)
+    response_choices(ex)
+    enforce("tools.choice.named", ex, "tool_choice naming time")
 
 
 # --- tools.definition / tool_prompt --------------------------------------------------------------
@@ -196,15 +194,8 @@ def test_call_description_echo(forced: Forced) -> None:
     """A tool call's function.description, when present and not null, equals the called function's declared description."""
     echoed = 0
     for ex, calls in forced.calls():
-        for call in calls:
-            function = call.get("function") or {}
-            if function.get("description") is None:
-                continue
-            echoed += 1
-            name = function.get("name")
-            declared = DESCRIPTIONS.get(name) if isinstance(name, str) else None
-            require(function["description"] == declared, "function.description differs from the declared description",
-                    expected=declared, actual=function["description"], exchanges=ex)
+        enforce("tools.call.description-echo", ex, _label(ex))
+        echoed += sum((call.get("function") or {}).get("description") is not None for call in calls)
     if not echoed:
         raise NotApplicable("no tool call carried function.description (an optional echo)")
 
@@ -223,38 +214,25 @@ def test_tool_prompt_accepted(target: Target) -> None:
 @clause("tools.call.type")
 def test_call_type(forced: Forced) -> None:
     """Every tool call has type function."""
-    for ex, calls in forced.calls():
-        for call in calls:
-            require(call.get("type") == "function", "a tool call's type must be function", expected="function",
-                    actual=call.get("type"), exchanges=ex)
+    forced.judge("tools.call.type")
 
 
 @clause("tools.call.id-unique")
 def test_call_id_unique(forced: Forced) -> None:
     """Every tool call id is a non-empty string, distinct from the other tool call ids of the response."""
-    for ex, calls in forced.calls():
-        ids = [call.get("id") for call in calls]
-        require(all(isinstance(i, str) and i for i in ids), "a tool call id is empty or not a string",
-                actual=ids, exchanges=ex)
-        require(len(set(ids)) == len(ids), "tool call ids repeat within one response", actual=ids, exchanges=ex)
+    forced.judge("tools.call.id-unique")
 
 
 @clause("tools.call.name-declared")
 def test_call_name_declared(forced: Forced) -> None:
     """Every tool call names a function declared in the request's tools."""
-    for ex, calls in forced.calls():
-        for call in calls:
-            name = (call.get("function") or {}).get("name")
-            require(name in SCHEMAS, "a tool call names an undeclared function", expected=sorted(SCHEMAS),
-                    actual=name, exchanges=ex)
+    forced.judge("tools.call.name-declared")
 
 
 @clause("tools.call.arguments-json")
 def test_call_arguments_json(forced: Forced) -> None:
     """Every tool call's function.arguments is a string holding a JSON object."""
-    for ex, calls in forced.calls():
-        for call in calls:
-            call_arguments(ex, call)
+    forced.judge("tools.call.arguments-json")
 
 
 @clause("tools.call.arguments-schema-valid")
@@ -262,17 +240,14 @@ def test_call_arguments_schema_valid(forced: Forced) -> None:
     """With tool_choice required or named, every tool call's arguments validate against the called function's declared JSON Schema (parameters, or arguments in the seeds' naming)."""
     later = Deferred()
     for ex, calls in forced.calls():
+        enforce("tools.call.arguments-schema-valid", ex, _label(ex))
         for call in calls:
             name = (call.get("function") or {}).get("name")
             with later:
-                schema = SCHEMAS.get(name) if isinstance(name, str) else None
-                if schema is None:
+                if not (isinstance(name, str) and name in SCHEMAS):
                     raise not_exercised("a call of a declared function", root="tools.call.name-declared",
                                         actual=name, exchanges=ex)
-                arguments = _named_arguments(ex, [call])[0][1]
-                errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=str)
-                require(not errors, f"arguments of {name} do not validate against its schema",
-                        expected=schema, actual=[e.message for e in errors], exchanges=ex)
+                _named_arguments(ex, [call])
     later.settle()
 
 
@@ -280,10 +255,8 @@ def test_call_arguments_schema_valid(forced: Forced) -> None:
 def test_finish_reason_tool_calls(forced: Forced) -> None:
     """A choice whose message holds tool calls reports finish_reason tool_calls."""
     for ex, _ in forced.calls():
-        for choice in response_choices(ex):
-            if choice_calls(choice):
-                require(choice.get("finish_reason") == "tool_calls", "a choice with tool calls must end tool_calls",
-                        expected="tool_calls", actual=choice.get("finish_reason"), exchanges=ex)
+        response_choices(ex)
+        enforce("tools.finish-reason.tool-calls", ex, _label(ex))
 
 
 @clause("tools.absent.no-calls")
@@ -292,11 +265,8 @@ def test_absent_no_calls(target: Target) -> None:
     ex = target.chat(target.body(messages=[{"role": "user", "content": PROMPT}], max_tokens=24, temperature=0),
                      headers=FRESH)
     need_answer(ex, "a request without tools", "request.messages.accepted")
-    for choice in response_choices(ex):
-        require(not (choice.get("message") or {}).get("tool_calls"), "tool calls without tools in the request",
-                actual=choice, exchanges=ex)
-        require(choice.get("finish_reason") != "tool_calls", "finish_reason tool_calls without tools",
-                actual=choice.get("finish_reason"), exchanges=ex)
+    response_choices(ex)
+    enforce("tools.absent.no-calls", ex, "a request without tools")
 
 
 @clause("tools.result.next-turn")

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from conformance.exchange import Exchange
-from conformance.judges.registry import Problem, judge
+from conformance.judges.registry import ERROR, Problem, judge
 
 JSON_TYPE = re.compile(r"^\s*application/json\s*(;.*)?$", re.IGNORECASE)
 
@@ -100,7 +100,7 @@ def _error(ex: Exchange) -> bool:
     return ex.status >= 400
 
 
-@judge("errors.envelope.shape")
+@judge("errors.envelope.shape", on=[ERROR])
 def envelope_is_one_shape(ex: Exchange) -> list[Problem]:
     """A 4xx or 5xx body is a JSON error envelope of the HF shape or the OpenAI shape."""
     if not _error(ex) or envelope_shape(ex.json) is not None:
@@ -116,19 +116,19 @@ def _fields(ex: Exchange, shape: str) -> list[Problem]:
             for text in envelope_problems(ex.json)]
 
 
-@judge("errors.envelope.hf-fields")
+@judge("errors.envelope.hf-fields", on=[ERROR])
 def hf_envelope_fields(ex: Exchange) -> list[Problem]:
     """An HF-shaped error envelope has a non-empty error message string and an error_type string."""
     return _fields(ex, "hf")
 
 
-@judge("errors.envelope.openai-fields")
+@judge("errors.envelope.openai-fields", on=[ERROR])
 def openai_envelope_fields(ex: Exchange) -> list[Problem]:
     """An OpenAI-shaped envelope has message and type strings, and param and code as strings or null."""
     return _fields(ex, "openai")
 
 
-@judge("errors.envelope.content-type")
+@judge("errors.envelope.content-type", on=[ERROR])
 def error_content_type(ex: Exchange) -> list[Problem]:
     """An error response has Content-Type application/json."""
     if not _error(ex) or is_json_content_type(ex):

@@ -17,7 +17,7 @@ from typing import Any
 
 from conformance.exchange import Exchange, StreamExchange
 from conformance.judges.envelope import is_json_content_type
-from conformance.judges.registry import Problem, judge
+from conformance.judges.registry import STREAM, Problem, judge
 from conformance.sse import DONE, parse_sse
 from spec import limits, schemas
 
@@ -109,7 +109,7 @@ def finish_counts(ex: StreamExchange) -> dict[Any, int]:
 # --- the judges -------------------------------------------------------------------------------------
 
 
-@judge("stream.content-type.event-stream")
+@judge("stream.content-type.event-stream", on=[STREAM])
 def event_stream_answer(ex: Exchange) -> list[Problem]:
     """A request with stream true is answered 200 with Content-Type text/event-stream."""
     if not asked_stream(ex):
@@ -122,7 +122,7 @@ def event_stream_answer(ex: Exchange) -> list[Problem]:
     return []
 
 
-@judge("stream.framing.data-lines")
+@judge("stream.framing.data-lines", on=[STREAM])
 def data_lines(ex: Exchange) -> list[Problem]:
     """Every event is carried on data: lines and ends with a blank line; other lines are SSE comments or fields."""
     stream = answered_stream(ex)
@@ -140,7 +140,7 @@ def data_lines(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.event.json")
+@judge("stream.event.json", on=[STREAM])
 def json_events(ex: Exchange) -> list[Problem]:
     """Every data payload other than [DONE] is one JSON object."""
     stream = answered_stream(ex)
@@ -155,7 +155,7 @@ def json_events(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.chunk.schema-valid")
+@judge("stream.chunk.schema-valid", on=[STREAM])
 def chunks_schema_valid(ex: Exchange) -> list[Problem]:
     """Every chunk validates against ChatCompletionChunk; an error event in a 200 stream is no chunk."""
     stream = answered_stream(ex)
@@ -176,7 +176,7 @@ def chunks_schema_valid(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.chunk.object")
+@judge("stream.chunk.object", on=[STREAM])
 def chunk_object(ex: Exchange) -> list[Problem]:
     """Every chunk's object field is the string chat.completion.chunk."""
     stream = answered_stream(ex)
@@ -198,25 +198,25 @@ def _consistent(ex: Exchange, field: str, *, non_empty: bool = False) -> list[Pr
     return []
 
 
-@judge("stream.chunk.id-consistent")
+@judge("stream.chunk.id-consistent", on=[STREAM])
 def same_id(ex: Exchange) -> list[Problem]:
     """Every chunk of one stream carries the same non-empty id."""
     return _consistent(ex, "id", non_empty=True)
 
 
-@judge("stream.chunk.model-consistent")
+@judge("stream.chunk.model-consistent", on=[STREAM])
 def same_model(ex: Exchange) -> list[Problem]:
     """Every chunk of one stream carries the same model."""
     return _consistent(ex, "model")
 
 
-@judge("stream.chunk.created-consistent")
+@judge("stream.chunk.created-consistent", on=[STREAM])
 def same_created(ex: Exchange) -> list[Problem]:
     """Every chunk of one stream carries the same created value."""
     return _consistent(ex, "created")
 
 
-@judge("stream.chunk.choice-index")
+@judge("stream.chunk.choice-index", on=[STREAM])
 def choice_indices(ex: Exchange) -> list[Problem]:
     """Every chunk choice has an integer index between 0 and n-1."""
     stream = answered_stream(ex)
@@ -233,7 +233,7 @@ def choice_indices(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.delta.role-first")
+@judge("stream.delta.role-first", on=[STREAM])
 def role_first(ex: Exchange) -> list[Problem]:
     """The first delta of each choice has role assistant; a later delta.role, when present, is assistant too.
 
@@ -259,7 +259,7 @@ def role_first(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.delta.content-string")
+@judge("stream.delta.content-string", on=[STREAM])
 def content_strings(ex: Exchange) -> list[Problem]:
     """Every delta.content is a string, null or absent."""
     stream = answered_stream(ex)
@@ -271,7 +271,7 @@ def content_strings(ex: Exchange) -> list[Problem]:
             if not (delta_of(choice).get("content") is None or isinstance(delta_of(choice).get("content"), str))]
 
 
-@judge("stream.finish-reason.exactly-once")
+@judge("stream.finish-reason.exactly-once", on=[STREAM])
 def finish_once(ex: Exchange) -> list[Problem]:
     """Each choice seen (choice 0 whenever there are chunks) has exactly one chunk with a non-null finish_reason."""
     stream = answered_stream(ex)
@@ -283,7 +283,7 @@ def finish_once(ex: Exchange) -> list[Problem]:
                     actual=counts.get(index, 0)) for index in judged if counts.get(index, 0) != 1]
 
 
-@judge("stream.finish-reason.last")
+@judge("stream.finish-reason.last", on=[STREAM])
 def finish_last(ex: Exchange) -> list[Problem]:
     """No chunk after the one carrying a choice's finish_reason adds content or tool_calls to that choice."""
     stream = answered_stream(ex)
@@ -302,7 +302,7 @@ def finish_last(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.terminator.done")
+@judge("stream.terminator.done", on=[STREAM])
 def done_last(ex: Exchange) -> list[Problem]:
     """The last event of every stream is data: [DONE]."""
     stream = answered_stream(ex)
@@ -314,7 +314,7 @@ def done_last(ex: Exchange) -> list[Problem]:
     return [Problem("the last event is not data: [DONE]", expected=DONE, actual=last)]
 
 
-@judge("stream.terminator.nothing-after")
+@judge("stream.terminator.nothing-after", on=[STREAM])
 def nothing_after_done(ex: Exchange) -> list[Problem]:
     """Nothing but whitespace follows data: [DONE], and the response ends after it (nothing to judge without one)."""
     stream = answered_stream(ex)

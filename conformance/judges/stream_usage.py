@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.exchange import Exchange
-from conformance.judges.registry import Problem, judge
+from conformance.judges.registry import STREAM, Problem, judge
 from conformance.judges.stream import answered_stream, chunk_choices, request_of
 
 
@@ -32,7 +32,7 @@ def usage_chunk(chunks: list[dict[str, Any]]) -> int | None:
     return carrying[-1] if carrying else None
 
 
-@judge("stream.usage.absent-unless-requested")
+@judge("stream.usage.absent-unless-requested", on=[STREAM])
 def absent_unless_requested(ex: Exchange) -> list[Problem]:
     """Without include_usage true, every chunk has at least one choice and a null or absent usage."""
     stream = answered_stream(ex)
@@ -49,7 +49,7 @@ def absent_unless_requested(ex: Exchange) -> list[Problem]:
     return found
 
 
-@judge("stream.usage.last-chunk")
+@judge("stream.usage.last-chunk", on=[STREAM])
 def usage_last(ex: Exchange) -> list[Problem]:
     """With include_usage true, exactly one chunk carries usage; it is the last chunk, with an empty choices list."""
     stream = answered_stream(ex)
@@ -82,14 +82,14 @@ def _others(ex: Exchange) -> list[tuple[int, dict[str, Any]]]:
     return [(i, chunk) for i, chunk in enumerate(stream.chunks) if i != skip]
 
 
-@judge("stream.usage.null-elsewhere")
+@judge("stream.usage.null-elsewhere", on=[STREAM])
 def usage_null_elsewhere(ex: Exchange) -> list[Problem]:
     """With include_usage true, every chunk other than the usage chunk has usage null or absent."""
     return [Problem(f"chunk {i}: usage outside the usage chunk", expected="null or absent", actual=chunk["usage"])
             for i, chunk in _others(ex) if chunk.get("usage") is not None]
 
 
-@judge("stream.usage.explicit-null")
+@judge("stream.usage.explicit-null", on=[STREAM])
 def usage_explicit_null(ex: Exchange) -> list[Problem]:
     """With include_usage true, every chunk other than the usage chunk carries the usage field with the value null."""
     return [Problem(f"chunk {i}: usage is not an explicit null", expected="usage: null",

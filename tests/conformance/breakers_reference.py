@@ -27,8 +27,11 @@ from tests.conformance.breaker_reference_hooks import (
 from tests.conformance.breaker_transforms import in_usage, rename_finish
 from tests.conformance.breaking_proxy import Breaker
 
-# The oracle: the embedded mock on the tiny model, compared as the same graph (tolerance 1e-3).
-REFERENCE_ARGS = ("--reference", "--mock-model", "tiny", "--target-weights", "same-graph")
+# The oracle: the unbroken tiny-model mock behind the proxy, asked directly (the test puts its URL in place of
+# ORACLE_URL), compared as the same graph (tolerance 1e-3). Starting an oracle per breaker, as `--reference`
+# does, would cost a model load each; test_reference.py runs that path end to end.
+ORACLE_URL = "{oracle}"
+REFERENCE_ARGS = ("--reference-url", ORACLE_URL, "--target-weights", "same-graph")
 
 
 def _ref(name: str, clauses: str, description: str, **hooks: object) -> Breaker:

@@ -31,6 +31,7 @@ from tests.conformance.breakers import (
     Breaker,
     BreakingProxy,
 )
+from tests.conformance.breakers_reference import ORACLE_URL
 
 # Clauses the tiny model cannot show passing: with random weights, penalties change words unpredictably.
 TINY_UNOBSERVABLE = frozenset({"params.frequency-penalty.reduces-repetition",
@@ -253,9 +254,12 @@ def test_suite_flags_breaker(breaker: Breaker, request: pytest.FixtureRequest, t
                              tmp_path: Path) -> None:
     """Against the proxy with this breaker, the suite fails exactly the breaker's clauses (and exits 1)."""
     proxy: BreakingProxy = request.getfixturevalue(UPSTREAMS[breaker.upstream])
+    args = breaker.suite_args
+    if ORACLE_URL in args:  # a reference breaker: the unbroken mock behind the proxy is the oracle
+        args = tuple(request.getfixturevalue("tiny_mock") if a == ORACLE_URL else a for a in args)
     proxy.use(breaker)
     try:
-        run = run_suite(proxy.url, tmp_path, breaker.clauses, breaker.suite_args)
+        run = run_suite(proxy.url, tmp_path, breaker.clauses, args)
     finally:
         proxy.use(IDENTITY)
     assert_flags(run, breaker, tiny_baseline if breaker.upstream == "open" else None)
@@ -287,6 +291,7 @@ def real_proxy(real_mock: str) -> Iterator[BreakingProxy]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_unbroken_real_mock_passes_every_clause(real_proxy: BreakingProxy, tmp_path: Path) -> None:
     """The real-model mock passes every MUST and SHOULD clause, penalties included."""
     real_proxy.use(IDENTITY)
@@ -294,6 +299,7 @@ def test_unbroken_real_mock_passes_every_clause(real_proxy: BreakingProxy, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("breaker", [b for b in BREAKERS if b.model == "real"], ids=lambda b: b.name)
 def test_suite_flags_breaker_on_real_model(breaker: Breaker, real_proxy: BreakingProxy, tmp_path: Path) -> None:
     """Breakers only the real model can show: the suite flags their clauses."""

@@ -107,6 +107,7 @@ def test_a_missing_oracle_is_a_suite_side_error(tiny_mock: str, tmp_path: Path) 
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_mock_against_the_real_model_oracle_finds_zero_disagreements(tmp_path: Path) -> None:
     """`chatconform check --reference`: the embedded mock (SmolLM2 int4) against the embedded oracle."""
     code, results, summary = run_check(tmp_path, "--reference", "--mock-load-delay", "0")
