@@ -118,12 +118,19 @@ def _from_http(exc: web.HTTPException, request: web.Request) -> ApiError:
 
 async def read_body(request: web.Request) -> bytes:
     """The raw body after the content-type and size checks (415, 413)."""
-    config = request.app[CONFIG_KEY]
     content_type = request.headers.get("Content-Type")
     if content_type is not None:
         media = content_type.split(";", 1)[0].strip().lower()
         if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type!r}")
+    raw = await read_raw(request)
+    request[RAW_BODY_KEY] = raw
+    return raw
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The raw body of any content type within the server's size limit (413) and read timeout (408)."""
+    config = request.app[CONFIG_KEY]
     length = request.content_length
     if length is not None and length > config.max_body_bytes:
         raise PayloadTooLarge(f"the request body is {length} bytes, larger than the limit of "
@@ -142,7 +149,6 @@ async def read_body(request: web.Request) -> bytes:
         raise BadRequest(f"the request body cannot be read as Content-Encoding {encoding[:40]!r}: "
                          f"{str(exc).splitlines()[-1].strip()[:120]} [rule: Content-Encoding]",
                          code="invalid_encoding", headers=CLOSE) from None
-    request[RAW_BODY_KEY] = raw
     return raw
 
 

@@ -15,7 +15,6 @@ reached gets 502 naming it. No model is loaded.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -42,11 +41,11 @@ from conformance.cassette import (
     save,
     split_events,
 )
-from mock_server.app import error_middleware
+from mock_server.app import error_middleware, read_raw
 from mock_server.appkeys import CONFIG_KEY, METRICS_KEY, check_auth
 from mock_server.cassette_match import body_of, normalise
 from mock_server.config import ServerConfig
-from mock_server.errors import ApiError, RequestTimeout
+from mock_server.errors import ApiError
 from mock_server.metrics import Metrics
 
 log = logging.getLogger("mock_server.recorder")
@@ -177,7 +176,7 @@ async def relay(request: web.Request) -> web.StreamResponse:
 
 
 async def _relay(request: web.Request, recording: Recording, number: int) -> web.StreamResponse:
-    raw = await _read_body(request)
+    raw = await read_raw(request)
     secrets = [s for s in (recording.key, bearer_token(request.headers)) if s]
     path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
     url = upstream_url(recording.upstream, path) + (f"?{query}" if query else "")
@@ -237,16 +236,6 @@ async def _relay(request: web.Request, recording: Recording, number: int) -> web
     with contextlib.suppress(ConnectionResetError):  # the client has every byte; its closing early is its own
         await response.write_eof()
     return response
-
-
-async def _read_body(request: web.Request) -> bytes:
-    timeout = request.app[CONFIG_KEY].read_timeout
-    try:
-        async with asyncio.timeout(timeout or None):
-            return await request.read()
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within the read timeout of {timeout} s "
-                             f"[rule: read_timeout]") from None
 
 
 def _redact_json(value: Any, secrets: list[str]) -> Any:

@@ -20,11 +20,10 @@ from pathlib import Path
 from aiohttp import web
 
 from conformance.cassette import TRANSFER_HEADERS, Cassette, CassetteError
-from mock_server.app import error_middleware
+from mock_server.app import error_middleware, read_raw
 from mock_server.appkeys import CONFIG_KEY, METRICS_KEY, check_auth
 from mock_server.cassette_match import CassetteIndex, CassetteNotFound, body_of, normalise
 from mock_server.config import ConfigError, ServerConfig
-from mock_server.errors import RequestTimeout
 from mock_server.metrics import Metrics
 
 log = logging.getLogger("mock_server.replayer")
@@ -66,7 +65,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
     arrived = loop.time()
     check_auth(request)
     index = request.app[INDEX_KEY]
-    body_json, body_text = body_of(await _read_body(request))
+    body_json, body_text = body_of(await read_raw(request))
     wanted = normalise(request.method, request.rel_url.raw_path, request.rel_url.raw_query_string, body_json,
                        body_text, index.ignore)
     cassette = index.match(wanted)
@@ -96,16 +95,6 @@ async def _sleep_until(when: float) -> None:
     delay = when - asyncio.get_running_loop().time()
     if delay > 0:
         await asyncio.sleep(delay)
-
-
-async def _read_body(request: web.Request) -> bytes:
-    timeout = request.app[CONFIG_KEY].read_timeout
-    try:
-        async with asyncio.timeout(timeout or None):
-            return await request.read()
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within the read timeout of {timeout} s "
-                             f"[rule: read_timeout]") from None
 
 
 def load_index(folder: Path, ignore: tuple[str, ...]) -> CassetteIndex:

@@ -40,7 +40,10 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     # bound in app.read_body.
     config = app[CONFIG_KEY]
     log_redact.install(config.api_key)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=ACCESS_LOG, access_log_format=ACCESS_FORMAT,
+    # The recorder is the exception to handler cancellation: a client that closes as soon as it has read
+    # `data: [DONE]` (the openai client does) must not cancel the writing of a cassette it has all the bytes of.
+    # It notices a client that left mid-answer at its next write instead, and then records nothing.
+    runner = web.AppRunner(app, handler_cancellation=not config.record, access_log=ACCESS_LOG, access_log_format=ACCESS_FORMAT,
                            shutdown_timeout=0.5, keepalive_timeout=config.read_timeout)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)

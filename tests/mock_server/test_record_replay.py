@@ -24,6 +24,7 @@ from mock_server.config import ConfigError, load_config
 from mock_server.recorder import RECORDING_KEY, FrameSplitter, upstream_url
 from mock_server.replayer import schedule, speed_factor
 from mock_server.server import ServerThread
+from tests.conformance.rawserver import RawServer, sse_head
 from tests.mock_server.conftest import chat_body, sse_events, tiny_config, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -309,6 +310,33 @@ def test_the_official_openai_client_works_against_the_replay(upstream: ServerThr
         replayed = calls(rep.base_url, "sk-anything")
     assert replayed == live
     assert live[0]["usage"]["completion_tokens"] == 5 and live[1][-1]["usage"]["completion_tokens"] == 5
+
+
+def test_a_client_that_closes_after_done_still_gets_its_cassette_written(tmp_path: Path) -> None:
+    """The openai client closes its connection as soon as it has read [DONE]; the upstream's end comes later.
+
+    The recorder must not be cancelled by that close: the client had every byte, so the exchange is whole.
+    """
+    events = [b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n', b"data: [DONE]\n\n"]
+    client_gone = threading.Event()
+
+    def answer(request: bytes) -> Iterator[bytes | float]:
+        yield sse_head()
+        yield from events
+        client_gone.wait(30)  # the upstream ends its answer only after the client has closed its connection
+        yield 0.0
+
+    with RawServer(answer) as upstream, recorder(tmp_path, upstream.base_url) as rec:
+        with httpx.stream("POST", rec.base_url + "/v1/chat/completions", json={"stream": True}, timeout=60) as r:
+            received = b""
+            for piece in r.iter_raw():
+                received += piece
+                if received.endswith(b"data: [DONE]\n\n"):
+                    break
+        client_gone.set()  # the with-block closed the connection before the upstream's end
+        written(rec)
+    [cassette] = [load(p) for p in tmp_path.glob("*.json")]
+    assert cassette.response_bytes == b"".join(events)
 
 
 def test_cassettes_play_in_natural_number_order(tmp_path: Path) -> None:
