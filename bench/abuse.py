@@ -6,6 +6,8 @@
 The server runs as a subprocess under a memory cap (tests/abuse/harness.py), so that a regression
 cannot take the machine down. Printed:
 - the status of every abuse request (tests/abuse/bodies.py, seeded), per mutation family;
+- the server's RSS after each of `--rounds` equal parts of that stream: it rises over the first
+  parts and then stays within a band (a leak would keep climbing; see bench/README.md);
 - stall: how long /health takes while heavy requests (7.5 MB bodies) are in flight, beside how
   long those take (before the fix, /health waited for them);
 - memory: the server's RSS before a batch of large requests, right after, and a moment later
@@ -18,6 +20,7 @@ cannot take the machine down. Printed:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import socket
@@ -31,7 +34,7 @@ import httpx
 
 from tests.abuse.bodies import abuse_requests
 from tests.abuse.harness import MEMORY_CAP_BYTES, MockProcess
-from tests.abuse.runner import run_all
+from tests.abuse.runner import Tally, run_all
 
 MIB = 1024 * 1024
 HEAVY_BODY = json.dumps({"messages": [{"role": "user", "content": "hello there " * 2500}] * 250,
@@ -42,6 +45,22 @@ NORMAL = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4,
 def load() -> str:
     """The 1-minute load average, for judging the figures."""
     return f"{os.getloadavg()[0]:.2f}"
+
+
+def abuse_rounds(server: MockProcess, seed: int, count: int, rounds: int, workers: int) -> tuple[Tally, list[int]]:
+    """The seeded abuse stream sent in `rounds` equal parts: the tally of all, and the RSS (MB) after each part."""
+    requests = abuse_requests(seed, count)
+    tally = Tally()
+    rss_mb: list[int] = []
+    for r in range(rounds):
+        part = run_all(server.base_url, itertools.islice(requests, count // rounds + (r < count % rounds)),
+                       workers=workers)
+        tally.statuses.update(part.statuses)
+        for kind, counts in part.by_kind.items():
+            tally.by_kind[kind].update(counts)
+        tally.bad.extend(part.bad)
+        rss_mb.append(round(server.rss_bytes() / MIB))
+    return tally, rss_mb
 
 
 def stall(server: MockProcess, heavy: int) -> dict[str, Any]:
@@ -110,23 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.abuse", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000, help="abuse requests (default 10,000)")
     parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--rounds", type=int, default=10, help="parts of the abuse stream, RSS read after each (10)")
     parser.add_argument("--workers", type=int, default=4, help="concurrent connections (default 4)")
     parser.add_argument("--heavy", type=int, default=2, help="heavy requests in flight during the stall probe")
     parser.add_argument("--batch", type=int, default=20, help="large requests in the memory probe")
     parser.add_argument("--crowd", type=int, default=200, help="slow connections in the slow-client probe")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= args.count:
+        parser.error(f"--rounds must be in [1, --count], got {args.rounds}")
     report: dict[str, Any] = {"load_before": load(), "memory_cap_gib": MEMORY_CAP_BYTES / 1024 ** 3}
     with MockProcess("--read-timeout", "5") as server:
         report["rss_start_mb"] = round(server.rss_bytes() / MIB)
         start = time.perf_counter()
-        tally = run_all(server.base_url, abuse_requests(args.seed, args.count), workers=args.workers)
+        tally, rss_rounds = abuse_rounds(server, args.seed, args.count, args.rounds, args.workers)
         report["abuse"] = {"count": args.count, "seed": args.seed, "seconds": round(time.perf_counter() - start, 1),
+                           "rss_after_each_round_mb": rss_rounds,
                            "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
                            "bad": [f"{o.request.kind}: {o.status} {o.text[:160]}" for o in tally.bad[:20]]}
         print(f"abuse: {args.count} requests (seed {args.seed}) in {report['abuse']['seconds']} s, "
               f"load {load()}")
         print(tally.table())
+        print(f"rss after each of {args.rounds} rounds (MB): {', '.join(map(str, rss_rounds))} "
+              f"(at start {report['rss_start_mb']})")
         for line in report["abuse"]["bad"]:
             print("  5xx/no answer:", line)
         report["rss_after_abuse_mb"] = round(server.rss_bytes() / MIB)

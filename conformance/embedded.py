@@ -98,6 +98,8 @@ class EmbeddedMock:
             if on_step is not None:
                 relayed = self._relay_steps(relayed, on_step)
             if self.process.poll() is not None:
+                if on_step is not None:  # what it logged between the last look and its exit
+                    self._relay_steps(relayed, on_step)
                 raise EmbeddedStartError(
                     f"the embedded mock exited with status {self.process.returncode} before answering; "
                     f"log: {self.log_path}\n{self.log_tail()}")

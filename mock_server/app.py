@@ -186,36 +186,43 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     finally:
         if len(raw) >= memory.LARGE_BODY_BYTES:
             memory.release_later()
-    answer_model = models.answer_id(chat_request.model, path_model)
-    backend = await slot.get(wait=_header_flag(request, "x-wait-for-model", False))
-    if Fault.HTTP_500 in faults:
-        raise InjectedFault("injected fault: the server failed")
-    if faults.stall_s:
-        await asyncio.sleep(faults.stall_s)
-    cache = app[CACHE_KEY]
-    version_text = server_version()
-    ident = Identity.new(answer_model, chat.fingerprint(backend, version_text))
-    hit = cache.get(key) if key is not None else None
-    if hit is not None:
-        app[METRICS_KEY].cache_hits += 1
-        answer = chat.Answer.replay(hit)
-    else:
-        describer = images.ImageDescriber(config)
-        if config.allow_remote_images and images.fetches_remote(chat_request):
-            plan = await asyncio.get_running_loop().run_in_executor(
-                images.remote_pool(), make_plan, chat_request, backend, describer)
+    # Compiling a grammar (tools, response_format) leaves hundreds of MB free in malloc's arenas: trimmed after.
+    grammar = bool(chat_request.tools) or (chat_request.response_format is not None
+                                           and chat_request.response_format.kind != "text")
+    try:
+        answer_model = models.answer_id(chat_request.model, path_model)
+        backend = await slot.get(wait=_header_flag(request, "x-wait-for-model", False))
+        if Fault.HTTP_500 in faults:
+            raise InjectedFault("injected fault: the server failed")
+        if faults.stall_s:
+            await asyncio.sleep(faults.stall_s)
+        cache = app[CACHE_KEY]
+        version_text = server_version()
+        ident = Identity.new(answer_model, chat.fingerprint(backend, version_text))
+        hit = cache.get(key) if key is not None else None
+        if hit is not None:
+            app[METRICS_KEY].cache_hits += 1
+            answer = chat.Answer.replay(hit)
         else:
-            plan = await asyncio.to_thread(make_plan, chat_request, backend, describer)
-        ticket = await chat.admit(backend, plan)
-        answer = chat.Answer.live(ticket, plan, None if key is None else functools.partial(cache.put, key))
-    headers = {"x-cache": "hit" if hit is not None else "miss"}
-    if chat_request.stream:
-        return await chat.stream(request, answer, chat_request, ident, error_style(request), headers, faults,
-                                 keepalive=config.keepalive, framing=framing, latency=latency)
-    body_out = await chat.complete(answer, chat_request, ident, faults, latency)
-    if Fault.WRONG_CONTENT_TYPE in faults:
-        return web.Response(text=json.dumps(body_out), content_type="text/plain", headers=headers)
-    return web.json_response(body_out, headers=headers)
+            describer = images.ImageDescriber(config)
+            if config.allow_remote_images and images.fetches_remote(chat_request):
+                plan = await asyncio.get_running_loop().run_in_executor(
+                    images.remote_pool(), make_plan, chat_request, backend, describer)
+            else:
+                plan = await asyncio.to_thread(make_plan, chat_request, backend, describer)
+            ticket = await chat.admit(backend, plan)
+            answer = chat.Answer.live(ticket, plan, None if key is None else functools.partial(cache.put, key))
+        headers = {"x-cache": "hit" if hit is not None else "miss"}
+        if chat_request.stream:
+            return await chat.stream(request, answer, chat_request, ident, error_style(request), headers, faults,
+                                     keepalive=config.keepalive, framing=framing, latency=latency)
+        body_out = await chat.complete(answer, chat_request, ident, faults, latency)
+        if Fault.WRONG_CONTENT_TYPE in faults:
+            return web.Response(text=json.dumps(body_out), content_type="text/plain", headers=headers)
+        return web.json_response(body_out, headers=headers)
+    finally:
+        if grammar:
+            memory.release_later()
 
 
 @web.middleware

@@ -81,8 +81,9 @@ def split_keepalives(text: str) -> tuple[str, int]:
     return "\n\n".join(kept), len(blocks) - len(kept)
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll until the predicate holds; fail naming `what` after `timeout` seconds."""
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
+    """Poll until the predicate holds; fail naming `what` after `timeout` seconds (a hang guard, not a timing
+    assert: a loaded machine may take long)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"

@@ -20,7 +20,7 @@ def test_uses_the_server(chatconform_server):
     assert r.status_code == 200 and r.json()["model"] == "chatconform/tiny-random"
 
 def test_same_server_for_the_session(chatconform_server):
-    assert httpx.get(chatconform_server + "/health", timeout=10).status_code == 200
+    assert httpx.get(chatconform_server + "/health", timeout=60).status_code == 200
 
 def test_reads_what_the_server_received(chatconform_server, chatconform_requests):
     assert len(chatconform_requests) == 0  # the tests before sent requests: cleared for this one
