@@ -39,7 +39,8 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Tests marked `long` (the suite's whole run against the real model, the real-model breakers, the
-# real-model oracle run): deselected by pytest's addopts in pyproject.toml, selected here.
+# real-model oracle run, and all but one breaker per clause group): deselected by pytest's addopts in
+# pyproject.toml, selected here.
 test-long: $(STAMP)
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 

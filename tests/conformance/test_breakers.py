@@ -249,7 +249,20 @@ def test_unbroken_tiny_mock_passes_every_clause(tiny_baseline: SuiteRun) -> None
     assert tiny_baseline.document["summary"]["checks"] > 0
 
 
-@pytest.mark.parametrize("breaker", [b for b in BREAKERS if b.model == "tiny"], ids=lambda b: b.name)
+def _quick(breakers: Sequence[Breaker]) -> frozenset[str]:
+    """The first breaker of each clause group (request, stream, tools, errors...) and one reference breaker."""
+    firsts: dict[str, str] = {}
+    for b in breakers:
+        firsts.setdefault(b.clauses[0].split(".")[0], b.name)
+    return frozenset(firsts.values()) | {"ref-logprobs-scaled"}
+
+
+TINY_BREAKERS = [b for b in BREAKERS if b.model == "tiny"]
+QUICK = _quick(TINY_BREAKERS)  # `make test` runs these; `make test-long` (and CI) the rest (marker `long`)
+
+
+@pytest.mark.parametrize("breaker", [b if b.name in QUICK else pytest.param(b, marks=pytest.mark.long, id=b.name)
+                                     for b in TINY_BREAKERS], ids=lambda b: b.name)
 def test_suite_flags_breaker(breaker: Breaker, request: pytest.FixtureRequest, tiny_baseline: SuiteRun,
                              tmp_path: Path) -> None:
     """Against the proxy with this breaker, the suite fails exactly the breaker's clauses (and exits 1)."""
