@@ -32,6 +32,7 @@ def test_the_generator_is_seeded() -> None:
     assert first != [r.body for r in abuse_requests(8, 50)]
 
 
+@pytest.mark.long  # thousands of requests (32 s on a quiet 2-core machine): make test-long and CI
 def test_every_abuse_request_gets_a_clear_answer(target: MockProcess) -> None:
     tally = run_all(target.base_url, abuse_requests(SEED, COUNT), workers=3)
     report = tally.table()

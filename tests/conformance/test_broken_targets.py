@@ -121,7 +121,8 @@ def assert_stopped_as_unresponsive(code: int, doc: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", list(BROKEN))
+# never-ends streams until the suite's overall deadline (18 s on a quiet 2-core machine): make test-long and CI
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n == "never-ends" else n for n in BROKEN])
 def test_run_against_a_broken_target_stops_with_the_transport_clause_failing(name: str, tmp_path: Path) -> None:
     with RawServer(BROKEN[name]) as server:
         code, doc = run_check(server.base_url, tmp_path / "report")

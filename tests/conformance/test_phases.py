@@ -34,6 +34,7 @@ def test_the_second_phase_fills_in_only_what_the_first_skipped() -> None:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.long  # the whole embedded-mock run twice over (18 s quiet): make test-long and CI
 def test_make_check_exercises_the_open_and_envelope_clauses_too(tmp_path: Path) -> None:
     report = tmp_path / "report"
     code = main(["check", "--mock-model", "tiny", "--mock-load-delay", "0", "--quiet", "--report-dir", str(report),
