@@ -7,7 +7,6 @@ content even where a character spans tokens (OpenAI's convention).
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 from reference_model.generation import Finished, TokenEvent, ToolCallDelta, ToolCallOut
 from reference_model.logprobs import TokenLogprob
 
-SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients skip it, proxies see the connection live
 
 
@@ -164,7 +162,3 @@ def merge_deltas(deltas: tuple[ToolCallDelta, ...]) -> list[dict[str, Any]]:
         out.append(fragment)
     return out
 
-
-def sse(payload: dict[str, Any]) -> bytes:
-    """One Server-Sent Event carrying a JSON payload."""
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"

@@ -27,6 +27,7 @@ from conformance.cli import main
 from conformance.lint import EXIT_BROKEN, EXIT_CLEAN, EXIT_USAGE
 from reference_model.extras import MOCK_MODULES
 from spec.clauses import load_catalogue
+from tests.test_packaging import BLOCK
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 2}
@@ -370,15 +371,6 @@ def test_cassettes_of_the_tiny_mock_lint_clean(tiny_server: str, tmp_path: Path,
 
 # --- the light install ---------------------------------------------------------------------------------------
 
-BLOCK = textwrap.dedent("""
-    import sys
-    class _Absent:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {names!r}:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-            return None
-    sys.meta_path.insert(0, _Absent())
-""")
 
 
 def test_lint_runs_without_the_mock_extra(clean_dir: Path, tmp_path: Path) -> None:

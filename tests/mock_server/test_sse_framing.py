@@ -25,7 +25,7 @@ from mock_server.backend import EngineBackend
 from mock_server.cli import add_arguments
 from mock_server.config import ConfigError, load_config
 from mock_server.keepalive import PacedWriter
-from mock_server.render import SSE_KEEPALIVE, sse
+from mock_server.render import SSE_KEEPALIVE
 from mock_server.server import ServerThread
 from mock_server.sse_framing import ALLOWED, Framing, Variant, parse_framing
 from tests.mock_server.conftest import tiny_config
@@ -64,6 +64,11 @@ def framed(tiny_backend: EngineBackend) -> Iterator[ServerThread]:
     with ServerThread(tiny_config(keepalive=0), tiny_backend) as srv:
         yield srv
 
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    """The plain event the server wrote before framings existed: `data: <compact JSON>` and a blank line."""
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 def _stream(base_url: str, framing: str | None, body: dict[str, Any] | None = None,
             headers: dict[str, str] | None = None) -> bytes:
